@@ -1,0 +1,3 @@
+import { defineLoop } from '@skene/sdk';
+
+export default 42;
