@@ -22,6 +22,7 @@ typedef struct {
   sk_diags *d;
   const sk_check_options *opts;
   int loop_table;           /* the current loop's first trigger table, -1 before it is known */
+  struct { const sk_member **v; size_t n, cap; } mappings; /* the `tables` entry that configured each table */
 } ck;
 
 /* What placeholders may name where a text appears. */
@@ -54,16 +55,19 @@ static void err_open(ck *c, const sk_value *v, const char *fmt, ...) {
 
 static void pos_of(ck *c, uint32_t off, uint32_t *line, uint32_t *col) { sk_source_pos(c->src, off, line, col); }
 
-static const char *join_keys(ck *c, const char *const *keys, size_t n) {
+/* "a, b or c"; with quote, "'a', 'b' or 'c'" (string values, as they are written). */
+static const char *join_words(ck *c, const char *const *keys, size_t n, int quote) {
   sk_buf b = {0};
   for (size_t i = 0; i < n; i++) {
     if (i) sk_buf_puts(&b, i + 1 == n ? " or " : ", ");
-    sk_buf_puts(&b, keys[i]);
+    sk_buf_printf(&b, quote ? "'%s'" : "%s", keys[i]);
   }
   char *s = sk_arena_strdup(c->arena, b.data ? b.data : "");
   sk_buf_free(&b);
   return s;
 }
+
+static const char *join_keys(ck *c, const char *const *keys, size_t n) { return join_words(c, keys, n, 0); }
 
 /* Reports every key of obj that is not in keys. */
 static void check_keys(ck *c, const sk_value *obj, const char *what, const char *const *keys, size_t n) {
@@ -81,6 +85,19 @@ static void check_keys(ck *c, const sk_value *obj, const char *what, const char 
       sk_diag(c->d, SK_ERROR, c->src, m->key_off, m->key_len, "unknown key '%s' in %s (expected %s)", m->key, what,
               join_keys(c, keys, n));
   }
+}
+
+/* Whether check_keys reported an unknown key of obj as a misspelling of key ("did you mean"): then
+   "obj needs key" would only repeat that error. */
+static int misspelled(const sk_value *obj, const char *key, const char *const *keys, size_t n) {
+  for (size_t i = 0; i < obj->nmembers; i++) {
+    size_t k;
+    for (k = 0; k < n; k++)
+      if (strcmp(obj->members[i].key, keys[k]) == 0) break;
+    const char *s = k < n ? NULL : sk_suggest(obj->members[i].key, keys, n);
+    if (s && strcmp(s, key) == 0) return 1;
+  }
+  return 0;
 }
 
 static const sk_value *get(const sk_value *obj, const char *key) {
@@ -113,7 +130,7 @@ static uint32_t get_enum(ck *c, const sk_value *v, const char *what, const char 
     if (strcmp(v->str, names[i]) == 0) return (uint32_t)i + first;
   const char *s = sk_suggest(v->str, names, n);
   sk_buf b = {0};
-  sk_buf_printf(&b, "unknown %s '%s': expected %s", what, v->str, join_keys(c, names, n));
+  sk_buf_printf(&b, "unknown %s '%s': expected %s", what, v->str, join_words(c, names, n, 1));
   if (s) sk_buf_printf(&b, " (did you mean '%s'?)", s);
   sk_diag(c->d, SK_ERROR, c->src, v->off, v->len, "%s", b.data);
   sk_buf_free(&b);
@@ -304,6 +321,8 @@ static void resolve_text(ck *c, sk_text *t, const scope *s) {
         r->index = found;
         continue;
       }
+      /* Without a trigger table (its error is already reported) the root may be that table's name. */
+      if (!trig) continue;
       const char *cands[40];
       size_t nc = 0;
       cands[nc++] = "row";
@@ -352,6 +371,13 @@ static const char *const table_keys[] = {"key", "format", "feed"};
 static const char *const format_names[] = {"hash", "json"};
 static const char *const feed_names[] = {"stream", "keyspace", "scan"};
 
+/* The `tables` entry (name: {...}) that mapped the table, for diagnostics; NULL if none did. */
+static const sk_member *mapping_of(ck *c, const char *name) {
+  for (size_t i = 0; i < c->mappings.n; i++)
+    if (strcmp(c->mappings.v[i]->key, name) == 0) return c->mappings.v[i];
+  return NULL;
+}
+
 static void check_tables(ck *c, const sk_value *tables) {
   for (size_t i = 0; i < tables->nmembers; i++) {
     const sk_member *m = &tables->members[i];
@@ -384,12 +410,13 @@ static void check_tables(ck *c, const sk_value *tables) {
     sk_cfg_table *old = &c->cfg->tables.v[idx];
     if (old->configured && (strcmp(old->key, t.key) || old->format != t.format || old->feed != t.feed)) {
       uint32_t line, col;
-      pos_of(c, old->where->off, &line, &col);
+      pos_of(c, mapping_of(c, m->key)->key_off, &line, &col);
       sk_diag(c->d, SK_ERROR, c->src, m->key_off, m->key_len,
               "table '%s' is mapped differently here than at line %u:%u: a table has one mapping in a build", m->key,
               line, col);
       continue;
     }
+    if (!old->configured) SK_VEC_PUSH(c->mappings, m);
     t.configured = 1;
     t.where = m->val;
     *old = t;
@@ -406,7 +433,7 @@ static sk_cfg_trigger *check_trigger(ck *c, const sk_value *v) {
   check_keys(c, v, "a trigger", trigger_keys, 3);
   const sk_value *type = get(v, "type");
   if (!type) {
-    err_open(c, v, "a trigger needs a 'type' (%s)", "'database'");
+    if (!misspelled(v, "type", trigger_keys, 3)) err_open(c, v, "a trigger needs a 'type': %s", "'database'");
   } else if (is_kind(c, type, SK_V_STRING, "a trigger's 'type'") && strcmp(type->str, "database") != 0) {
     static const char *const tn[] = {"database"};
     get_enum(c, type, "trigger type", tn, 1, 1);
@@ -415,16 +442,22 @@ static sk_cfg_trigger *check_trigger(ck *c, const sk_value *v) {
   t->table = -1;
   pos_of(c, v->off, &t->line, &t->col);
   const sk_value *table = get(v, "table");
-  if (!table) err_open(c, v, "a trigger needs a 'table': %s", "the table whose rows start the loop, e.g. 'users'");
-  else if (is_kind(c, table, SK_V_STRING, "a trigger's 'table'")) {
+  if (!table) {
+    if (!misspelled(v, "table", trigger_keys, 3))
+      err_open(c, v, "a trigger needs a 'table': %s", "the table whose rows start the loop, e.g. 'users'");
+  } else if (is_kind(c, table, SK_V_STRING, "a trigger's 'table'")) {
     if (!valid_table_name(table->str))
       err_v(c, table, "invalid table name '%s'%s", table->str, ": use letters, digits, '_' and '-'");
     else
       t->table = table_index(c, table->str);
   }
   const sk_value *ev = get(v, "event");
-  if (!ev) err_open(c, v, "a trigger needs an 'event': %s", "'insert' or 'update'");
-  else t->event = get_enum(c, ev, "event", event_names, 2, SK_EVENT_INSERT);
+  if (!ev) {
+    if (!misspelled(v, "event", trigger_keys, 3))
+      err_open(c, v, "a trigger needs an 'event': %s", "'insert' or 'update'");
+  } else {
+    t->event = get_enum(c, ev, "event", event_names, 2, SK_EVENT_INSERT);
+  }
   if (t->table < 0 || !t->event) return NULL;
   return t;
 }
@@ -485,8 +518,10 @@ static sk_cfg_cond *check_condition(ck *c, const sk_value *v, const scope *s) {
   if (kind == SK_COND_REDIS) {
     check_keys(c, v, "a redis condition", cond_redis_keys, 3);
     const sk_value *cmd = get(v, "command");
-    if (!cmd) err_open(c, v, "a redis condition needs a 'command': %s", "e.g. ['SISMEMBER', 'onboarded', '{{row.id}}']");
-    else {
+    if (!cmd) {
+      if (!misspelled(v, "command", cond_redis_keys, 3))
+        err_open(c, v, "a redis condition needs a 'command': %s", "e.g. ['SISMEMBER', 'onboarded', '{{row.id}}']");
+    } else {
       check_argv(c, cmd, &cd->argv, s);
       cd->text = join_argv(c, cmd);
     }
@@ -495,7 +530,8 @@ static sk_cfg_cond *check_condition(ck *c, const sk_value *v, const scope *s) {
   check_keys(c, v, "a query condition", cond_query_keys, 5);
   const sk_value *q = get(v, "query");
   if (!q) {
-    err_open(c, v, "a query condition needs a 'query': %s", "e.g. `SELECT * FROM user_actions WHERE user_id = $1`");
+    if (!misspelled(v, "query", cond_query_keys, 5))
+      err_open(c, v, "a query condition needs a 'query': %s", "e.g. `SELECT * FROM user_actions WHERE user_id = $1`");
     return NULL;
   }
   if (!is_kind(c, q, SK_V_STRING, "'query'")) return NULL;
@@ -642,7 +678,7 @@ static void check_email_templates(ck *c, sk_cfg_effect *e, const sk_value *tv, c
   char *fm_subject = NULL;
   size_t fm_subject_off = 0;
   sk_text html_t = {0}, txt_t = {0}, subj_t = {0};
-  int have_subject = 0;
+  int have_subject = 0, bad_front_matter = 0;
   const sk_source *srcs[2] = {html, txt};
   sk_text *outs[2] = {&html_t, &txt_t};
   for (int k = 0; k < 2; k++) {
@@ -653,6 +689,7 @@ static void check_email_templates(ck *c, sk_cfg_effect *e, const sk_value *tv, c
     sk_tmpl_error err;
     if (sk_front_matter(srcs[k]->text, srcs[k]->len, &subj, &subj_off, &body_off, &err) != 0) {
       sk_diag(c->d, SK_ERROR, srcs[k], (uint32_t)err.off, err.len ? (uint32_t)err.len : 1, "%s", err.msg);
+      bad_front_matter = 1;
       continue;
     }
     if (subj && !fm_subject) {
@@ -682,7 +719,7 @@ static void check_email_templates(ck *c, sk_cfg_effect *e, const sk_value *tv, c
   } else if (have_subject) {
     resolve_text(c, &subj_t, s);
     add_field(c, e, "subject", subj_t);
-  } else {
+  } else if (!bad_front_matter) {
     sk_diag(c->d, SK_ERROR, c->src, tv->off, tv->len,
             "email '%s' has no subject: add 'subject' to the action, or front matter 'subject:' to %s", name,
             html ? hp : tp);
@@ -702,7 +739,8 @@ static int plausible_address(const char *s) {
 static void check_address(ck *c, const sk_value *v, const sk_text *t, const char *what) {
   if (!t->tmpl || t->tmpl->nparts != 1 || t->tmpl->parts[0].is_var) return; /* placeholders: checked at run time */
   if (!plausible_address(v->str))
-    err_v(c, v, "%s '%s' is not an email address: write 'name@example.com' or 'Name <name@example.com>'", what, v->str);
+    err_v(c, v, "%s must be an email address, not '%s': write 'name@example.com' or 'Name <name@example.com>'", what,
+          v->str);
 }
 
 static sk_cfg_effect *check_action(ck *c, const sk_value *v, const char *what, int slot, scope *s) {
@@ -722,7 +760,9 @@ static sk_cfg_effect *check_action(ck *c, const sk_value *v, const char *what, i
     check_keys(c, v, "a redis action", redis_action_keys, 2);
     const sk_value *cmd = get(v, "command");
     if (!cmd) {
-      err_open(c, v, "a redis action needs a 'command': %s", "e.g. ['HSET', 'users:{{row.id}}', 'activated_at', '{{now}}']");
+      if (!misspelled(v, "command", redis_action_keys, 2))
+        err_open(c, v, "a redis action needs a 'command': %s",
+                 "e.g. ['HSET', 'users:{{row.id}}', 'activated_at', '{{now}}']");
       return NULL;
     }
     struct { sk_text *v; size_t n, cap; } argv = {0};
@@ -735,7 +775,11 @@ static sk_cfg_effect *check_action(ck *c, const sk_value *v, const char *what, i
     check_keys(c, v, "a webhook action", webhook_keys, 4);
     const sk_value *url = get(v, "url");
     sk_text t;
-    if (!url) err_open(c, v, "a webhook needs a 'url'%s", "");
+    if (!url) {
+      if (!misspelled(v, "url", webhook_keys, 4))
+        err_open(c, v, "a webhook needs a 'url': %s",
+                 "the address to send the request to, e.g. 'https://hooks.example.com/skene'");
+    }
     else if (text_of(c, url, "'url'", &t)) {
       if (strncmp(url->str, "https://", 8) != 0 && strncmp(url->str, "http://", 7) != 0)
         err_v(c, url, "webhook url '%s' must start with https:// or http://%s", url->str, "");
@@ -750,7 +794,8 @@ static sk_cfg_effect *check_action(ck *c, const sk_value *v, const char *what, i
       for (const char *p = m->key; *p; p++)
         if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p)) ok = 0;
       if (!ok) {
-        sk_diag(c->d, SK_ERROR, c->src, m->key_off, m->key_len, "invalid HTTP header name '%s'", m->key);
+        sk_diag(c->d, SK_ERROR, c->src, m->key_off, m->key_len,
+                "invalid HTTP header name '%s': use letters, digits and '-', e.g. 'X-Request-Id'", m->key);
         continue;
       }
       if (!text_of(c, m->val, "a header value", &t)) continue;
@@ -894,8 +939,10 @@ static sk_cfg_effect *check_action(ck *c, const sk_value *v, const char *what, i
     add_field(c, e, "reply_to", t);
   }
   const sk_value *tv = get(v, "template");
-  if (!tv) err_open(c, v, "an email needs a 'template': %s", "a file in templates/ (name without extension) or 'resend:<id>'");
-  else if (is_kind(c, tv, SK_V_STRING, "'template'")) check_email_templates(c, e, tv, get(v, "subject"), &es);
+  if (!tv) {
+    if (!misspelled(v, "template", email_keys, 9))
+      err_open(c, v, "an email needs a 'template': %s", "a file in templates/ (name without extension) or 'resend:<id>'");
+  } else if (is_kind(c, tv, SK_V_STRING, "'template'")) check_email_templates(c, e, tv, get(v, "subject"), &es);
   const sk_value *tags = get_object(c, v, "tags", "'tags'");
   for (size_t i = 0; tags && i < tags->nmembers; i++) {
     const sk_member *m = &tags->members[i];
@@ -927,7 +974,7 @@ static void check_step(ck *c, const sk_value *v, int index, sk_cfg_loop *loop) {
     st.trigger = check_trigger(c, tv);
     if (index == 0 && st.trigger) c->loop_table = st.trigger->table;
     else if (st.trigger && st.trigger->table != c->loop_table) s.event_table = st.trigger->table;
-  } else if (index == 0) {
+  } else if (index == 0 && !misspelled(v, "trigger", step_keys, 5)) {
     err_open(c, v, "the first step needs a 'trigger'%s: the table and event that start the loop", "");
   }
   const sk_value *dv = get(v, "delay");
@@ -938,14 +985,17 @@ static void check_step(ck *c, const sk_value *v, int index, sk_cfg_loop *loop) {
   const sk_value *ov = get(v, "onTimeout");
   if (av) {
     scope as = s;
-    as.has_match = st.cond && st.cond->kind == SK_COND_QUERY;
+    /* From the value, not st.cond: a query with errors still binds match (no cascade of errors). */
+    const sk_value *ct = cv && cv->kind == SK_V_OBJECT ? get(cv, "type") : NULL;
+    as.has_match = ct && ct->kind == SK_V_STRING && strcmp(ct->str, "query") == 0;
     st.action = check_action(c, av, "an action", 0, &as);
   }
   if (ov) {
     if (!cv || (st.cond && st.cond->timeout_ms == 0) || (cv->kind == SK_V_OBJECT && !get(cv, "timeout"))) {
       sk_member *m = sk_value_get(v, "onTimeout");
       sk_diag(c->d, SK_ERROR, c->src, m->key_off, m->key_len,
-              "'onTimeout' needs a condition with a 'timeout': without one the step never times out");
+              "'onTimeout' needs a condition with a 'timeout': without one the step never times out "
+              "(add e.g. timeout: '3d' to the condition)");
     }
     scope os = s;
     os.in_on_timeout = 1;
@@ -977,8 +1027,12 @@ static void check_loop(ck *c, const sk_value *lv) {
   pos_of(c, lv->off, &loop.line, &loop.col);
   c->loop_table = -1;
   const sk_value *type = get(v, "type");
-  if (!type) err_open(c, v, "a loop needs a 'type': %s", "activation, retention, referral, conversion or expansion");
-  else loop.type = get_enum(c, type, "loop type", loop_types, 5, SK_LOOP_ACTIVATION);
+  if (!type) {
+    if (!misspelled(v, "type", loop_keys, 6))
+      err_open(c, v, "a loop needs a 'type': %s", "'activation', 'retention', 'referral', 'conversion' or 'expansion'");
+  } else {
+    loop.type = get_enum(c, type, "loop type", loop_types, 5, SK_LOOP_ACTIVATION);
+  }
   const sk_value *name = get(v, "name");
   if (name) {
     if (is_kind(c, name, SK_V_STRING, "'name'")) {
@@ -1007,7 +1061,7 @@ static void check_loop(ck *c, const sk_value *lv) {
         if (r->kind == SK_V_NUMBER)
           err_v(c, r, "'retries' must be a whole number from 0 to 20%s%s", "", "");
         else
-          is_kind(c, r, SK_V_NUMBER, "'retries'");
+          err_v(c, r, "'retries' must be a whole number from 0 to 20, not %s", sk_vkind_name(r->kind));
       } else {
         loop.retries = (uint32_t)r->num;
       }
@@ -1025,7 +1079,7 @@ static void check_loop(ck *c, const sk_value *lv) {
   }
   const sk_value *steps = get(v, "steps");
   if (!steps) {
-    err_open(c, v, "a loop needs 'steps'%s: a non-empty array", "");
+    if (!misspelled(v, "steps", loop_keys, 6)) err_open(c, v, "a loop needs 'steps'%s: a non-empty array", "");
   } else if (is_kind(c, steps, SK_V_ARRAY, "'steps'")) {
     if (steps->nitems == 0) err_v(c, steps, "'steps' is empty%s%s: a loop needs at least one step", "", "");
     for (size_t i = 0; i < steps->nitems; i++) check_step(c, steps->items[i], (int)i, &loop);
@@ -1037,9 +1091,11 @@ static void check_loop(ck *c, const sk_value *lv) {
         snprintf(where, sizeof where, "line %u:%u", c->cfg->loops.v[i].line, c->cfg->loops.v[i].col);
         const sk_value *at = name ? name : lv;
         if (name)
-          err_v(c, at, "duplicate loop name '%s' (the first is at %s)", loop.name, where);
+          err_v(c, at, "duplicate loop name '%s' (the loop at %s has it too): loop names must be unique in a build",
+                loop.name, where);
         else
-          err_v(c, at, "duplicate loop name '%s' (the first is at %s): give each loop a distinct 'name'", loop.name, where);
+          err_v(c, at, "duplicate loop name '%s', taken from the type (the loop at %s has it too): give each loop a "
+                "distinct 'name'", loop.name, where);
         break;
       }
     }
@@ -1053,7 +1109,7 @@ sk_config *sk_check(const sk_value *root, const sk_source *src, sk_arena *arena,
   sk_config *cfg = calloc(1, sizeof *cfg);
   if (!cfg) return NULL;
   cfg->source_path = src->path;
-  ck c = {cfg, src, arena, d, opts, -1};
+  ck c = {cfg, src, arena, d, opts, -1, {0}};
   if (root->kind == SK_V_LOOP) {
     check_loop(&c, root);
   } else if (root->kind == SK_V_ARRAY) {
@@ -1077,11 +1133,13 @@ sk_config *sk_check(const sk_value *root, const sk_source *src, sk_arena *arena,
         const sk_cfg_step *st = &cfg->loops.v[l].steps.v[s];
         if ((st->trigger && st->trigger->table == (int)i) || (st->cond && st->cond->table == (int)i)) used = 1;
       }
-    if (!used && t->where) {
-      const sk_value *w = t->where;
-      sk_diag(d, SK_WARNING, src, w->off, 1, "table '%s' is mapped but no trigger or query uses it", t->name);
-    }
+    const sk_member *m = mapping_of(&c, t->name);
+    if (!used && m)
+      sk_diag(d, SK_WARNING, src, m->key_off, m->key_len,
+              "table '%s' is mapped but no trigger or query uses it: remove the mapping, or check the table names",
+              t->name);
   }
+  free(c.mappings.v);
   return cfg;
 }
 

@@ -62,8 +62,10 @@ void sk_diag(sk_diags *d, sk_severity sev, const sk_source *src, uint32_t off, u
 void sk_vdiag(sk_diags *d, sk_severity sev, const sk_source *src, uint32_t off, uint32_t len, const char *fmt,
               va_list ap_in) {
   if (sev == SK_ERROR) {
+    /* All errors are kept (up to a bound on memory) so that the ones shown are the first `limit` in
+       source order, not in the order the checks happened to run. */
     d->nerrors++;
-    if (d->nerrors > d->limit) {
+    if (d->nerrors > d->limit * 100) {
       d->dropped++;
       return;
     }
@@ -113,8 +115,22 @@ static void print_text(const sk_diag_item *g, FILE *out) {
   fputc('\n', out);
 }
 
+/* Sorts the diagnostics and drops the errors beyond the limit. */
+static void sort_and_limit(sk_diags *d) {
+  if (d->list.n > 1) qsort(d->list.v, d->list.n, sizeof *d->list.v, cmp_diag);
+  size_t kept = 0, errors = 0;
+  for (size_t i = 0; i < d->list.n; i++) {
+    if (d->list.v[i].sev == SK_ERROR && ++errors > d->limit) {
+      d->dropped++;
+      continue;
+    }
+    d->list.v[kept++] = d->list.v[i];
+  }
+  d->list.n = kept;
+}
+
 void sk_diags_print(sk_diags *d, FILE *out, int json) {
-  qsort(d->list.v, d->list.n, sizeof *d->list.v, cmp_diag);
+  sort_and_limit(d);
   if (json) {
     json_t *arr = json_array();
     for (size_t i = 0; i < d->list.n; i++) {

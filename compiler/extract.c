@@ -249,7 +249,8 @@ static sk_value *identifier_value(ctx *c, TSNode n) {
     return NULL;
   }
   if (b->resolving) {
-    sk_diag(c->d, SK_ERROR, c->src, nstart(n), nlen(n), "'%s' refers to itself", id);
+    sk_diag(c->d, SK_ERROR, c->src, nstart(n), nlen(n), "'%s' refers to itself: a const cannot contain its own value",
+            id);
     return NULL;
   }
   if (!b->cached) {
@@ -414,6 +415,9 @@ static sk_value *extract(ctx *c, TSNode n) {
     } else {
       err_at(c, n, "expressions are not allowed: a loop must be static (write the value out)");
     }
+  } else if (strcmp(t, "member_expression") == 0 && strncmp(c->src->text + nstart(n), "process.env", 11) == 0) {
+    sk_diag(c->d, SK_ERROR, c->src, nstart(n), nlen(n),
+            "'%s' is not read: skenec compiles the config without running it (write the value out)", node_text(c, n));
   } else if (strcmp(t, "binary_expression") == 0 || strcmp(t, "ternary_expression") == 0 ||
              strcmp(t, "member_expression") == 0 || strcmp(t, "subscript_expression") == 0 ||
              strcmp(t, "arrow_function") == 0 || strcmp(t, "function_expression") == 0 ||
@@ -426,11 +430,30 @@ static sk_value *extract(ctx *c, TSNode n) {
   return v;
 }
 
-/* Reports ERROR and MISSING nodes; returns how many. */
-static size_t syntax_errors(ctx *c, TSNode n) {
+/* Reports a MISSING node n, child of parent. A missing closer names the opener it would close, as
+   clang's "to match this '{'" note does. */
+static void missing_error(ctx *c, TSNode n, TSNode parent) {
+  const char *t = ntype(n);
+  const char *open = strcmp(t, "}") == 0 ? "{" : strcmp(t, ")") == 0 ? "(" : strcmp(t, "]") == 0 ? "[" : NULL;
+  for (uint32_t i = 0; open && i < ts_node_child_count(parent); i++) {
+    TSNode o = ts_node_child(parent, i);
+    if (is(o, open) && !ts_node_is_missing(o)) {
+      uint32_t line, col;
+      sk_source_pos(c->src, nstart(o), &line, &col);
+      sk_diag(c->d, SK_ERROR, c->src, nstart(n), 0, "syntax error: missing '%s' to close the '%s' at line %u:%u", t,
+              open, line, col);
+      return;
+    }
+  }
+  sk_diag(c->d, SK_ERROR, c->src, nstart(n), 0, "syntax error: missing '%s'", t);
+}
+
+/* Reports ERROR and MISSING nodes; returns how many. (ts_node_parent is unreliable for MISSING nodes
+   in tree-sitter 0.20, so the parent is passed down.) */
+static size_t syntax_errors(ctx *c, TSNode n, TSNode parent) {
   if (!ts_node_has_error(n)) return 0;
   if (ts_node_is_missing(n)) {
-    sk_diag(c->d, SK_ERROR, c->src, nstart(n), 0, "syntax error: missing '%s'", ntype(n));
+    missing_error(c, n, parent);
     return 1;
   }
   if (is(n, "ERROR")) {
@@ -445,7 +468,7 @@ static size_t syntax_errors(ctx *c, TSNode n) {
   }
   size_t total = 0;
   uint32_t count = ts_node_child_count(n);
-  for (uint32_t i = 0; i < count; i++) total += syntax_errors(c, ts_node_child(n, i));
+  for (uint32_t i = 0; i < count; i++) total += syntax_errors(c, ts_node_child(n, i), n);
   return total;
 }
 
@@ -474,7 +497,7 @@ sk_value *sk_extract(const sk_source *src, sk_arena *arena, sk_diags *d) {
   }
   TSTree *tree = ts_parser_parse_string(parser, NULL, src->text, (uint32_t)src->len);
   TSNode root = ts_tree_root_node(tree);
-  if (syntax_errors(&c, root) > 0) goto done;
+  if (syntax_errors(&c, root, root) > 0) goto done;
 
   TSNode export_value = {0};
   int found = 0;

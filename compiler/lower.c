@@ -278,8 +278,17 @@ static uint32_t lower_cond(lw *w, const sk_cfg_cond *c, const sk_cfg_loop *loop)
 /* Emits RENDERs for the personalization values and the EFFECT; returns the effect's index. */
 static void lower_effect(lw *w, const sk_cfg_effect *e, const sk_cfg_loop *loop, uint32_t step, uint32_t slot) {
   at_pos(w, e->line, e->col);
-  uint32_t *pers = e->personalization.n ? calloc(e->personalization.n, sizeof *pers) : NULL;
-  for (size_t i = 0; i < e->personalization.n; i++) {
+  /* Personalization values are rendered first only when a field reads them ({{name}} in a template
+     file); a Resend-hosted template gets them as variables, rendered straight into its fields. */
+  int uses_pers = 0;
+  for (size_t i = 0; i < e->fields.n && !uses_pers; i++) {
+    const sk_text *t = &e->fields.v[i].text;
+    for (size_t k = 0; t->tmpl && k < t->tmpl->nparts; k++)
+      if (t->tmpl->parts[k].is_var && t->refs[k].kind == SK_REF_PERS) uses_pers = 1;
+  }
+  size_t npers = uses_pers ? e->personalization.n : 0;
+  uint32_t *pers = npers ? calloc(npers, sizeof *pers) : NULL;
+  for (size_t i = 0; i < npers; i++) {
     const sk_named_text *p = &e->personalization.v[i];
     char name[300];
     snprintf(name, sizeof name, "personalization.%s", p->name);

@@ -36,7 +36,7 @@ if [ -s "$tmp/act/skene.config.skb" ]; then pass=$((pass + 1)); else fail=$((fai
 "$skenec" build -o "$tmp/out.skb" "$tmp/act/skene.config.ts"; check "build -o before the file" 0 $?
 cmp -s "$tmp/out.skb" "$tmp/act/skene.config.skb"; check "same bytes" 0 $?
 "$skenec" dump "$tmp/out.skb" >"$tmp/out"; check "dump skb" 0 $?
-contains "dump" "$tmp/out" "loop activation (activation)"
+contains "dump" "$tmp/out" "loop 'activation' (activation)"
 
 # A config with an error: exit 1, gcc-style text, or JSON; nothing written.
 printf "import { defineLoop } from '@skene/sdk';\nexport default defineLoop({ type: 'activate', steps: [] });\n" >"$tmp/bad.ts"

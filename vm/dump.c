@@ -82,13 +82,13 @@ static void sb_reset(sbuf *b) {
 static const char *sb_str(const sbuf *b) { return b->p ? b->p : ""; }
 
 /*
- * Appends s[0..n) with control bytes escaped (\n, \t, \r, \xNN); with quote, surrounded by double
- * quotes and with '"' and '\' escaped too. maxchars > 0 keeps at most that many characters (UTF-8
+ * Appends s[0..n) with control bytes escaped (\n, \t, \r, \xNN); with quote ('"' or '\'', or 0 for
+ * none), surrounded by that quote, with it and '\' escaped too. maxchars > 0 keeps at most that many characters (UTF-8
  * aware) and then appends "…".
  */
-static void sb_escape(sbuf *b, const char *s, size_t n, int quote, size_t maxchars) {
+static void sb_escape(sbuf *b, const char *s, size_t n, char quote, size_t maxchars) {
   size_t chars = 0;
-  if (quote) sb_putc(b, '"');
+  if (quote) sb_putc(b, quote);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if ((c & 0xc0) != 0x80) {
@@ -99,14 +99,14 @@ static void sb_escape(sbuf *b, const char *s, size_t n, int quote, size_t maxcha
     else if (c == '\t') sb_puts(b, "\\t");
     else if (c == '\r') sb_puts(b, "\\r");
     else if (c < 0x20 || c == 0x7f) sb_printf(b, "\\x%02x", c);
-    else if (quote && (c == '"' || c == '\\')) { sb_putc(b, '\\'); sb_putc(b, (char)c); }
+    else if (quote && (c == (unsigned char)quote || c == '\\')) { sb_putc(b, '\\'); sb_putc(b, (char)c); }
     else sb_putc(b, (char)c);
   }
-  if (quote) sb_putc(b, '"');
+  if (quote) sb_putc(b, quote);
 }
 
 /* Appends string i of m (verified: i < nstrs) escaped for a single line. */
-static void sb_str_inline(sbuf *b, const sk_module *m, uint32_t i, int quote, size_t maxchars) {
+static void sb_str_inline(sbuf *b, const sk_module *m, uint32_t i, char quote, size_t maxchars) {
   assert(i < m->nstrs);
   sb_escape(b, m->strbytes + m->strs[i].off, m->strs[i].len, quote, maxchars);
 }
@@ -155,13 +155,13 @@ static void sb_template(sbuf *b, const sk_module *m, uint32_t t) {
   }
 }
 
-/* A template as a value: a lone placeholder bare, anything else as a quoted string. */
+/* A template as a value: a lone placeholder bare, anything else as a string in single quotes (as in SQL). */
 static void sb_template_value(sbuf *b, const sk_module *m, uint32_t t) {
   sbuf raw = {0};
   const sk_tmpl_rec *tr = &m->tmpls[t];
   sb_template(&raw, m, t);
   if (tr->seg_count == 1 && m->segs[tr->seg_first].kind != SK_SEG_LIT) sb_escape(b, sb_str(&raw), raw.len, 0, 0);
-  else sb_escape(b, sb_str(&raw), raw.len, 1, 0);
+  else sb_escape(b, sb_str(&raw), raw.len, '\'', 0);
   if (raw.oom) b->oom = 1;
   free(raw.p);
 }
@@ -171,7 +171,7 @@ static void sb_template_arg(sbuf *b, const sk_module *m, uint32_t t) {
   sbuf raw = {0};
   sb_template(&raw, m, t);
   int quote = raw.len == 0 || strpbrk(sb_str(&raw), " \t\n\r\"") != NULL;
-  sb_escape(b, sb_str(&raw), raw.len, quote, 0);
+  sb_escape(b, sb_str(&raw), raw.len, quote ? '"' : 0, 0);
   if (raw.oom) b->oom = 1;
   free(raw.p);
 }
@@ -221,7 +221,7 @@ static void sb_effect_brief(sbuf *b, const sk_module *m, uint32_t e) {
 static void sb_const(sbuf *b, const sk_module *m, uint32_t k, int as_duration) {
   assert(k < m->nconsts);
   const sk_const_rec *c = &m->consts[k];
-  if (c->type == SK_CONST_STR) sb_str_inline(b, m, c->str, 1, CONST_TEXT_MAX);
+  if (c->type == SK_CONST_STR) sb_str_inline(b, m, c->str, '"', CONST_TEXT_MAX);
   else if (as_duration) sb_duration(b, c->ival);
   else sb_printf(b, "%" PRId64, (int64_t)c->ival);
 }
@@ -269,7 +269,7 @@ static void sb_comment(sbuf *b, const sk_module *m, uint32_t li, uint32_t pc) {
     else if (tok[0] == 'c') {
       assert(u < l->cond_count);
       sb_printf(b, "cond[%" PRIu32 "] ", u);
-      sb_str_inline(b, m, m->conds[l->cond_first + u].text_str, 1, COND_TEXT_MAX);
+      sb_str_inline(b, m, m->conds[l->cond_first + u].text_str, '"', COND_TEXT_MAX);
     } else if (tok[0] == 'e' && tok[1] == 'v') {
       assert(u < l->ev_count);
       sb_printf(b, "event[%" PRIu32 "] (", u);
@@ -278,7 +278,7 @@ static void sb_comment(sbuf *b, const sk_module *m, uint32_t li, uint32_t pc) {
     } else if (tok[0] == 't') {
       assert(u < l->tmpl_count);
       sb_printf(b, "tmpl[%" PRIu32 "] ", u);
-      sb_str_inline(b, m, m->tmpls[l->tmpl_first + u].name_str, 1, CONST_TEXT_MAX);
+      sb_str_inline(b, m, m->tmpls[l->tmpl_first + u].name_str, '"', CONST_TEXT_MAX);
     } else if (tok[0] == 'e') {
       assert(u < l->eff_count);
       sb_printf(b, "effect[%" PRIu32 "] ", u);
@@ -306,9 +306,9 @@ int sk_disasm_insn(const sk_module *m, uint32_t loop, uint32_t pc, char *buf, si
   for (int i = 0; i < n; i++) sb_printf(&ops, "%s%s", i ? " " : "", t[i]);
   sb_printf(&b, "%-8s  %-12s", sk_opinfo_table[SK_GET_OP(insn)].name, sb_str(&ops));
   size_t before = b.len;
-  sb_puts(&b, " ; ");
+  sb_puts(&b, "; ");
   sb_comment(&b, m, loop, pc);
-  if (b.len == before + 3) b.len = before;  /* no comment */
+  if (b.len == before + 2) b.len = before;  /* no comment */
   while (b.len && b.p[b.len - 1] == ' ') b.len--;
   int rc = -1;
   if (!b.oom && !ops.oom) {
@@ -404,7 +404,7 @@ static void keyset_add(keyset *k, sbuf *text) {
 }
 
 static void keyset_emit(dumper *d, const char *title, keyset *k) {
-  sb_printf(&d->line, "  %-19s", title);
+  sb_printf(&d->line, "  %-20s", title);
   if (k->n == 0) sb_puts(&d->line, "(none)");
   for (size_t i = 0; i < k->n; i++) sb_printf(&d->line, "%s%s", i ? ", " : "", k->items[i]);
   if (k->more) sb_printf(&d->line, " and %zu more", k->more);
@@ -436,6 +436,27 @@ static void emit_effect(dumper *d, const sk_loop_rec *l, uint32_t e) {
   sb_puts(&d->line, sk_effect_name(er->kind));
   if (er->kind == SK_EFFECT_EMAIL) sb_printf(&d->line, " via %s", sk_provider_name(er->provider));
   emit_line(d);
+  /* The values a template's {{name}} placeholders read are the RENDERs right before the EFFECT. */
+  for (uint32_t pc = 0; pc < l->code_count; pc++) {
+    uint32_t insn = m->code[l->code_first + pc].insn;
+    if (SK_GET_OP(insn) != SK_OP_EFFECT || l->eff_first + SK_GETARG_Bx(insn) != e) continue;
+    uint32_t first = pc;
+    while (first > 0 && SK_GET_OP(m->code[l->code_first + first - 1].insn) == SK_OP_RENDER) first--;
+    sbuf text = {0};
+    for (uint32_t r = first; r < pc; r++) {
+      uint32_t t = l->tmpl_first + SK_GETARG_Bx(m->code[l->code_first + r].insn);
+      const char *name = sk_str(m, m->tmpls[t].name_str);
+      if (starts_with(name, "personalization.")) name += strlen("personalization.");
+      sb_reset(&text);
+      sb_template(&text, m, t);
+      if (text.oom) d->failed = 1;
+      indent(&d->line, col);
+      sb_printf(&d->line, "{{%s}} = R%u = ", name, SK_GETARG_A(m->code[l->code_first + r].insn));
+      emit_text(d, sb_str(&text), text.len, col + strlen(name) + 12, 0);
+    }
+    free(text.p);
+    break;
+  }
   size_t width = er->kind == SK_EFFECT_EMAIL ? strlen("subject: ") : strlen("url: ");
   int has_from = 0;
   for (uint32_t f = er->fld_first; f < er->fld_first + er->fld_count; f++) {
@@ -527,13 +548,13 @@ static void emit_condition(dumper *d, const sk_loop_rec *l, const sk_step_rec *s
       sb_puts(&d->line, " feed");
     }
     if (c->poll_ms) {
-      sb_puts(&d->line, c->kind == SK_COND_QUERY ? " (poll every " : " (polled every ");
+      sb_puts(&d->line, " (poll every ");
       sb_duration(&d->line, c->poll_ms);
       sb_putc(&d->line, ')');
     }
     sb_puts(&d->line, "; on timeout: ");
     if (st->on_timeout == SK_NONE) sb_printf(&d->line, "end %s", sk_outcome_name(SK_OUTCOME_TIMED_OUT));
-    else sb_puts(&d->line, "the effect below");
+    else sb_printf(&d->line, "the effect below, then end %s", sk_outcome_name(SK_OUTCOME_TIMED_OUT));
   }
   emit_line(d);
 }
@@ -543,11 +564,6 @@ static void emit_step(dumper *d, const sk_loop_rec *l, uint32_t k, keyset *reads
   const sk_step_rec *st = &m->steps[l->step_first + k];
   sb_printf(&d->line, "  step %" PRIu32 " (line %" PRIu32 "):", k + 1, st->line);
   emit_line(d);
-  if (st->delay_ms) {
-    label(d, "delay");
-    sb_duration(&d->line, st->delay_ms);
-    emit_line(d);
-  }
   if (st->trigger != SK_NONE) {
     assert(st->trigger < l->ev_count);
     const sk_event_rec *ev = &m->events[l->ev_first + st->trigger];
@@ -563,6 +579,11 @@ static void emit_step(dumper *d, const sk_loop_rec *l, uint32_t k, keyset *reads
     emit_line(d);
     keyset_add(reads, &key);
     free(key.p);
+  }
+  if (st->delay_ms) {
+    label(d, "delay");
+    sb_duration(&d->line, st->delay_ms);
+    emit_line(d);
   }
   if (st->cond != SK_NONE) {
     assert(st->cond < l->cond_count);
@@ -626,9 +647,9 @@ static void emit_loop(dumper *d, uint32_t li) {
   const sk_loop_rec *l = &m->loops[li];
   keyset reads = {.n = 0}, writes = {.n = 0};
   emit(d, "\n");
-  sb_puts(&d->line, "loop ");
+  sb_puts(&d->line, "loop '");
   sb_str_inline(&d->line, m, l->name_str, 0, 0);
-  sb_printf(&d->line, " (%s) at line %" PRIu32 ":%" PRIu32 ", %" PRIu32 " registers", sk_loop_type_name(l->type), l->line,
+  sb_printf(&d->line, "' (%s) at line %" PRIu32 ":%" PRIu32 ", %" PRIu32 " registers", sk_loop_type_name(l->type), l->line,
             l->col, l->nregs);
   emit_line(d);
   sb_puts(&d->line, "  opinion:  ");

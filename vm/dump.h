@@ -24,7 +24,7 @@ int sk_dump(const sk_module *m, FILE *out);
 
 /*
  * Formats instruction pc (loop-relative) of loop `loop` as one line without a newline, e.g.
- *   "DEADLINE  2 0      ; R2 := now + 5m"
+ *   "DEADLINE  2 0         ; R2 := now + 5m"
  * into buf (cap bytes, always NUL-terminated when cap > 0, truncated like snprintf). Returns the length
  * of the full text (as snprintf does), or -1 when memory runs out. loop < m->nloops and
  * pc < m->loops[loop].code_count are required.

@@ -239,7 +239,7 @@ static int decode(loader *L, const uint32_t counts[NSECT], const uint32_t sizes[
       m->arr = calloc(m->cnt, sizeof *m->arr); \
       if (!m->arr) return fail(L, "out of memory decoding section %s", fourcc); \
       for (uint32_t i = 0; i < m->cnt; i++) \
-        sk_##rec##_rec_decode(L->data + L->off[SEC_##rec] + (size_t)i * sk_##rec##_rec_size(), (void *)&m->arr[i]); \
+        sk_##rec##_rec_decode(L->data + L->off[SEC_##rec] + (size_t)i * sk_##rec##_rec_size(), &m->arr[i]); \
     } \
   }
   SKB_SECTIONS(SKB_DECODE)
@@ -523,11 +523,6 @@ static int check_loop_records(loader *L, uint32_t li) {
 
 /* ---- 6: code ---- */
 
-/* Whether op hands control to the runtime ("suspends" in its description in SK_OPCODES). */
-static int op_suspends(unsigned op) {
-  assert(op < SK_OP_COUNT);
-  return strstr(sk_opinfo_table[op].doc, "suspends") != NULL;
-}
 
 /* The operands of insn in the order of its kinds string; returns how many. */
 static int operands(uint32_t insn, int32_t v[3]) {
@@ -635,6 +630,8 @@ static int check_cycles(loader *L, uint32_t li) {
   uint8_t *state = calloc(n, 1);            /* 0 unseen, 1 on the stack, 2 done; +4 per successor tried */
   uint32_t *stack = malloc((size_t)n * sizeof *stack);
   int rc = 0;
+  uint8_t suspends[SK_OP_COUNT]; /* the opcode hands control to the runtime: "suspends" in its SK_OPCODES doc */
+  for (unsigned op = 0; op < SK_OP_COUNT; op++) suspends[op] = strstr(sk_opinfo_table[op].doc, "suspends") != NULL;
   if (!state || !stack) { free(state); free(stack); return fail(L, "out of memory checking code"); }
   for (uint32_t root = 0; root < n && rc == 0; root++) {
     if (state[root]) continue;
@@ -647,7 +644,7 @@ static int check_cycles(loader *L, uint32_t li) {
       unsigned op = SK_GET_OP(insn);
       unsigned tried = state[pc] >> 2;
       int64_t next = -1;
-      if (!op_suspends(op)) {
+      if (!suspends[op]) {
         int falls = op != SK_OP_JMP && op != SK_OP_END;
         int64_t target = jump_target(insn, pc);
         while (next < 0 && tried < 2) {

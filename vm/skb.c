@@ -118,7 +118,7 @@ int sk_module_write(sk_module *m, uint8_t **out, size_t *out_len) {
       uint8_t *bytes = p + (size_t)m->nstrs * sk_str_rec_size(); uint32_t boff = 0; \
       for (uint32_t i = 0; i < m->nstrs; i++) { \
         sk_str_rec r = {boff, m->strs[i].len}; sk_str_rec_encode(p + (size_t)i * sk_str_rec_size(), &r); \
-        memcpy(bytes + boff, m->strbytes + m->strs[i].off, m->strs[i].len); boff += m->strs[i].len; } \
+        if (m->strs[i].len) { memcpy(bytes + boff, m->strbytes + m->strs[i].off, m->strs[i].len); } boff += m->strs[i].len; } \
     } else { \
       for (uint32_t i = 0; i < m->cnt; i++) sk_##rec##_rec_encode(p + (size_t)i * sk_##rec##_rec_size(), (const void *)&m->arr[i]); \
     } \

@@ -75,9 +75,9 @@ static void test_activation_shape(void **state) {
                     "  trigger: { type: 'database', table: 'users', event: 'insert' },\n"
                     "  condition: { type: 'query', timeout: '5m',\n"
                     "    query: `SELECT * FROM user_actions WHERE user_id = $1 AND action_type = 'first_project_created'` },\n"
-                    "  action: { type: 'email', provider: 'resend', template: 'resend:welcome',\n"
-                    "    personalization: { name: '{{user.name | default: \"there\"}}' } } }] });\n",
-               NULL);
+                    "  action: { type: 'email', provider: 'resend', template: 'activation_welcome',\n"
+                    "    personalization: { name: '{{user.name | default: \"there\"}}', activationLink: '{{user.link}}' } } }] });\n",
+               SK_SOURCE_DIR "/examples/activation/templates");
   assert_null(first_error(&c));
   const sk_module *m = c.m;
   assert_int_equal(m->nloops, 1);
@@ -87,17 +87,18 @@ static void test_activation_shape(void **state) {
   assert_int_equal(l->backoff, SK_BACKOFF_EXPONENTIAL);
   assert_int_equal(l->delay_ms, 1000);
   assert_int_equal(l->max_delay_ms, 3600000);
-  /* DEADLINE, AWAIT, JMPIFNOT, RENDER, EFFECT, JMP, END timed_out, END completed */
-  const unsigned want[] = {SK_OP_DEADLINE, SK_OP_AWAIT, SK_OP_JMPIFNOT, SK_OP_RENDER,
+  /* DEADLINE, AWAIT, JMPIFNOT, RENDER x2 (the template file reads {{name}}, {{activationLink}}),
+     EFFECT, JMP, END timed_out, END completed */
+  const unsigned want[] = {SK_OP_DEADLINE, SK_OP_AWAIT, SK_OP_JMPIFNOT, SK_OP_RENDER, SK_OP_RENDER,
                            SK_OP_EFFECT, SK_OP_JMP, SK_OP_END, SK_OP_END};
-  assert_int_equal(l->code_count, 8);
-  for (uint32_t pc = 0; pc < 8; pc++) assert_int_equal(op_at(m, 0, pc), want[pc]);
+  assert_int_equal(l->code_count, 9);
+  for (uint32_t pc = 0; pc < 9; pc++) assert_int_equal(op_at(m, 0, pc), want[pc]);
   uint32_t deadline = m->code[l->code_first].insn;
   const sk_const_rec *k = &m->consts[l->k_first + SK_GETARG_Bx(deadline)];
   assert_int_equal(k->type, SK_CONST_INT);
   assert_int_equal(k->ival, 300000);
-  assert_int_equal(SK_GETARG_A(m->code[l->code_first + 6].insn), SK_OUTCOME_TIMED_OUT);
-  assert_int_equal(SK_GETARG_A(m->code[l->code_first + 7].insn), SK_OUTCOME_COMPLETED);
+  assert_int_equal(SK_GETARG_A(m->code[l->code_first + 7].insn), SK_OUTCOME_TIMED_OUT);
+  assert_int_equal(SK_GETARG_A(m->code[l->code_first + 8].insn), SK_OUTCOME_COMPLETED);
   /* the condition: shape user_actions(action_type,user_id); $1 is the subject (R0) */
   const sk_cond_rec *cd = &m->conds[l->cond_first];
   assert_int_equal(m->nshapes, 1);
@@ -116,11 +117,12 @@ static void test_activation_shape(void **state) {
   assert_int_equal(s->reg, 1);
   assert_string_equal(sk_str(m, s->str), "name");
   assert_string_equal(sk_str(m, s->default_str), "there");
-  /* the email: default to is {{row.email}}; resend template id; variables */
+  /* the email: default to is {{row.email}}; the html body reads {{name}} from the RENDER's register
+     and escapes it for HTML */
   const sk_effect_rec *e = &m->effects[l->eff_first];
   assert_int_equal(e->kind, SK_EFFECT_EMAIL);
   assert_int_equal(e->provider, SK_PROVIDER_RESEND);
-  int saw_to = 0, saw_tmpl = 0, saw_var = 0;
+  int saw_to = 0, saw_html = 0, saw_subject = 0;
   for (uint32_t i = 0; i < e->fld_count; i++) {
     const char *name = sk_str(m, m->fields[e->fld_first + i].name_str);
     const sk_tmpl_rec *t = &m->tmpls[l->tmpl_first + m->fields[e->fld_first + i].tmpl];
@@ -128,16 +130,59 @@ static void test_activation_shape(void **state) {
       saw_to = 1;
       assert_int_equal(m->segs[t->seg_first].reg, 1);
       assert_string_equal(sk_str(m, m->segs[t->seg_first].str), "email");
-    } else if (strcmp(name, "template") == 0) {
-      saw_tmpl = 1;
-      assert_string_equal(sk_str(m, m->segs[t->seg_first].str), "welcome");
-    } else if (strcmp(name, "var.name") == 0) {
-      saw_var = 1;
+    } else if (strcmp(name, "html") == 0) {
+      saw_html = 1;
+      assert_int_equal(t->escape, SK_ESC_HTML);
+      int reads_name = 0;
+      for (uint32_t si = 0; si < t->seg_count; si++) {
+        const sk_seg_rec *sg = &m->segs[t->seg_first + si];
+        if (sg->kind == SK_SEG_VAR && strcmp(sk_str(m, sg->display_str), "name") == 0) {
+          reads_name = 1;
+          assert_int_equal(sg->reg, SK_GETARG_A(render));
+          assert_int_equal(sg->str, SK_NONE);
+        }
+      }
+      assert_true(reads_name);
+    } else if (strcmp(name, "subject") == 0) {
+      saw_subject = 1;
     }
   }
-  assert_true(saw_to && saw_tmpl && saw_var);
+  assert_true(saw_to && saw_html && saw_subject);
   /* the idempotency seed depends on (loop, step, slot) only */
   assert_int_not_equal(e->key_seed, 0);
+  compiled_free(&c);
+}
+
+static void test_resend_template(void **state) {
+  (void)state;
+  compiled c;
+  compile_text(&c,
+               HEAD "export default defineLoop({ type: 'activation', steps: [{\n"
+                    "  trigger: { type: 'database', table: 'users', event: 'insert' },\n"
+                    "  action: { type: 'email', template: 'resend:welcome-v2',\n"
+                    "    personalization: { name: '{{user.name}}' } } }] });\n",
+               NULL);
+  assert_null(first_error(&c));
+  const sk_module *m = c.m;
+  const sk_loop_rec *l = &m->loops[0];
+  /* Resend renders the template: the variables go in the request, no RENDER into registers */
+  assert_int_equal(l->code_count, 2);
+  assert_int_equal(op_at(m, 0, 0), SK_OP_EFFECT);
+  const sk_effect_rec *e = &m->effects[l->eff_first];
+  int saw_tmpl = 0, saw_var = 0;
+  for (uint32_t i = 0; i < e->fld_count; i++) {
+    const char *name = sk_str(m, m->fields[e->fld_first + i].name_str);
+    const sk_tmpl_rec *t = &m->tmpls[l->tmpl_first + m->fields[e->fld_first + i].tmpl];
+    if (strcmp(name, "template") == 0) {
+      saw_tmpl = 1;
+      assert_string_equal(sk_str(m, m->segs[t->seg_first].str), "welcome-v2");
+    } else if (strcmp(name, "var.name") == 0) {
+      saw_var = 1;
+      assert_int_equal(m->segs[t->seg_first].reg, 1);
+      assert_string_equal(sk_str(m, m->segs[t->seg_first].str), "name");
+    }
+  }
+  assert_true(saw_tmpl && saw_var);
   compiled_free(&c);
 }
 
@@ -272,7 +317,8 @@ static void test_suggest(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_activation_shape), cmocka_unit_test(test_skip_and_multistep),
+      cmocka_unit_test(test_activation_shape), cmocka_unit_test(test_resend_template),
+      cmocka_unit_test(test_skip_and_multistep),
       cmocka_unit_test(test_deterministic),    cmocka_unit_test(test_string_positions),
       cmocka_unit_test(test_singular),         cmocka_unit_test(test_suggest),
   };
