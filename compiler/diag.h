@@ -36,7 +36,7 @@ typedef struct sk_diags {
   struct { sk_diag_item *v; size_t n, cap; } list;
   struct { sk_source **v; size_t n, cap; } sources;
   size_t nerrors, nwarnings;
-  size_t limit;          /* errors kept at most; later ones are counted, not kept */
+  size_t limit;          /* errors printed at most (the first in source order); the rest are counted */
   size_t dropped;
   sk_arena *arena;
 } sk_diags;

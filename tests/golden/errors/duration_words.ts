@@ -1,0 +1,10 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  steps: [{
+    trigger: { type: 'database', table: 'users', event: 'insert' },
+    delay: '5 minutes',
+    action: { type: 'email', template: 'welcome', subject: 'Welcome' },
+  }],
+});

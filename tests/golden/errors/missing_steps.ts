@@ -1,0 +1,7 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  opinion: 'Welcome every new user',
+  recovery: { retries: 3 },
+});

@@ -1,0 +1,14 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  steps: [{
+    trigger: { type: 'database', table: 'users', event: 'insert' },
+    action: {
+      type: 'email',
+      template: 'welcome',
+      subject: 'Welcome',
+      personalization: ['{{user.name}}'],
+    },
+  }],
+});

@@ -1,0 +1,13 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  steps: [{
+    trigger: { type: 'database', table: 'users', event: 'insert' },
+    condition: {
+      type: 'query',
+      query: 'SELECT * FROM projects WHERE user_id = $1 AND created_at < 1700000000',
+    },
+    action: { type: 'email', template: 'welcome', subject: 'Welcome' },
+  }],
+});

@@ -1,0 +1,13 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  steps: [{
+    trigger: { type: 'database', table: 'users', event: 'insert' },
+    condition: {
+      type: 'query',
+      query: 'SELECT * FROM projects WHERE user_id = $1 ORDER BY created_at LIMIT 1',
+    },
+    action: { type: 'email', template: 'welcome', subject: 'Welcome' },
+  }],
+});

@@ -1,0 +1,14 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  steps: [{
+    trigger: { type: 'database', table: 'users', event: 'insert' },
+    condition: {
+      type: 'query',
+      query: 'SELECT * FROM memberships WHERE user_id = $1 AND team_id = $2 AND role = $3',
+      params: ['{{row.id}}', '{{user.team_id}}'],
+    },
+    action: { type: 'email', template: 'welcome', subject: 'Welcome' },
+  }],
+});

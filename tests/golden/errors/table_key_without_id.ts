@@ -1,0 +1,12 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  tables: {
+    users: { key: 'user:', format: 'json' },
+  },
+  steps: [{
+    trigger: { type: 'database', table: 'users', event: 'insert' },
+    action: { type: 'email', template: 'welcome', subject: 'Welcome' },
+  }],
+});

@@ -1,0 +1,14 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  steps: [{
+    trigger: { type: 'database', table: 'users', event: 'insert' },
+    condition: {
+      type: 'query',
+      query: 'SELECT * FROM projects WHERE user_id = $1',
+      timeout: '0s',
+    },
+    action: { type: 'email', template: 'welcome', subject: 'Welcome' },
+  }],
+});

@@ -1,0 +1,15 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  steps: [{
+    trigger: { type: 'database', table: 'users', event: 'insert' },
+    condition: {
+      type: 'query',
+      query: 'SELECT * FROM projects WHERE user_id = $1',
+      timeout: '1d',
+      retryEvery: '1h',
+    },
+    action: { type: 'email', template: 'welcome', subject: 'Welcome' },
+  }],
+});

@@ -1,0 +1,10 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  opinon: 'Welcome every new user',
+  steps: [{
+    trigger: { type: 'database', table: 'users', event: 'insert' },
+    action: { type: 'email', template: 'welcome', subject: 'Welcome' },
+  }],
+});

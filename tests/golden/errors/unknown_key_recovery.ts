@@ -1,0 +1,10 @@
+import { defineLoop } from '@skene/sdk';
+
+export default defineLoop({
+  type: 'activation',
+  steps: [{
+    trigger: { type: 'database', table: 'users', event: 'insert' },
+    action: { type: 'email', template: 'welcome', subject: 'Welcome' },
+  }],
+  recovery: { retries: 5, backoff: 'linear', timeout: '10s' },
+});
