@@ -198,8 +198,12 @@ static uint32_t tmpl_text(lw *w, const char *name, const sk_text *t, const sk_cf
       switch (r->kind) {
       case SK_REF_SUBJECT: s.reg = 0; break;
       case SK_REF_ROW: s.reg = 1; s.str = str(w, r->field); break;
-      case SK_REF_MATCH: s.reg = w->match_reg + 1; s.str = str(w, r->field); break;
-      case SK_REF_EVENT: s.reg = w->event_row_reg[r->index]; s.str = str(w, r->field); break;
+      /* A row's id is the one in its key, which the row reference holds: {{match.id}} reads it. */
+      case SK_REF_MATCH: s.reg = w->match_reg + 1; s.str = strcmp(r->field, "id") ? str(w, r->field) : SK_NONE; break;
+      case SK_REF_EVENT:
+        s.reg = w->event_row_reg[r->index];
+        s.str = strcmp(r->field, "id") ? str(w, r->field) : SK_NONE;
+        break;
       case SK_REF_PERS: s.reg = w->pers_reg ? w->pers_reg[r->index] : 0; break;
       case SK_REF_LOOP_NAME: s.kind = SK_SEG_LIT; s.str = str(w, loop->name); s.display_str = SK_NONE; s.default_str = SK_NONE; break;
       case SK_REF_NOW: s.kind = SK_SEG_NOW; break;

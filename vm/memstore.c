@@ -1,0 +1,648 @@
+/*
+ * memstore.c: the in-memory store behind `skene-vm simulate` (see memstore.h).
+ *
+ * Tables map row ids to JSON objects; every query shape the compiler declared has an exact index from
+ * "value\x1fvalue..." to (count, first row in insertion order), kept up to date on every put before the
+ * scheduler is told, so an instance that re-checks after a wake-up sees the row that woke it. A small
+ * Redis (strings, sets, hashes) serves `redis` conditions and actions. Providers answer from a script of
+ * faults, then succeed, and keep Resend's idempotency: a key seen before returns the first answer.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "memstore.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+/* ---- a string-keyed map (open addressing, linear probing) ---- */
+
+typedef struct { sk_string *key; void *val; } smap_ent;
+typedef struct { smap_ent *v; size_t n, cap; } smap;
+
+static int smap_grow(smap *m) {
+  size_t nc = m->cap ? m->cap * 2 : 64;
+  smap_ent *nv = calloc(nc, sizeof *nv);
+  if (!nv) return -1;
+  for (size_t i = 0; i < m->cap; i++) {
+    if (!m->v[i].key) continue;
+    size_t j = m->v[i].key->hash & (nc - 1);
+    while (nv[j].key) j = (j + 1) & (nc - 1);
+    nv[j] = m->v[i];
+  }
+  free(m->v);
+  m->v = nv;
+  m->cap = nc;
+  return 0;
+}
+
+/* The slot of key (text, len, hash), or of the empty slot where it would go. */
+static smap_ent *smap_slot(smap *m, const char *k, size_t len, uint64_t h) {
+  size_t mask = m->cap - 1;
+  for (size_t j = h & mask;; j = (j + 1) & mask) {
+    smap_ent *e = &m->v[j];
+    if (!e->key || (e->key->hash == h && e->key->len == len && memcmp(e->key->data, k, len) == 0)) return e;
+  }
+}
+
+static void *smap_get(smap *m, const char *k, size_t len) {
+  if (!m->cap) return NULL;
+  smap_ent *e = smap_slot(m, k, len, XXH3_64bits(k, len));
+  return e->key ? e->val : NULL;
+}
+
+/* Finds or inserts key; returns the entry (val NULL when new), or NULL when memory runs out. */
+static smap_ent *smap_upsert(smap *m, const char *k, size_t len) {
+  if ((m->n + 1) * 2 > m->cap && smap_grow(m) != 0) return NULL;
+  uint64_t h = XXH3_64bits(k, len);
+  smap_ent *e = smap_slot(m, k, len, h);
+  if (!e->key) {
+    if (!(e->key = sk_str_new(k, len))) return NULL;
+    e->val = NULL;
+    m->n++;
+  }
+  return e;
+}
+
+/* Removes key (backward-shift deletion); returns its value or NULL. The key's string is released. */
+static void *smap_del(smap *m, const char *k, size_t len) {
+  if (!m->cap) return NULL;
+  smap_ent *e = smap_slot(m, k, len, XXH3_64bits(k, len));
+  if (!e->key) return NULL;
+  void *val = e->val;
+  size_t mask = m->cap - 1, j = (size_t)(e - m->v);
+  sk_str_unref(e->key);
+  m->n--;
+  for (;;) {
+    m->v[j].key = NULL;
+    size_t i = j;
+    for (;;) {
+      i = (i + 1) & mask;
+      if (!m->v[i].key) return val;
+      size_t home = m->v[i].key->hash & mask;
+      if ((i > j && (home <= j || home > i)) || (i < j && home <= j && home > i)) break;
+    }
+    m->v[j] = m->v[i];
+    j = i;
+  }
+}
+
+static void smap_free(smap *m, void (*free_val)(void *)) {
+  for (size_t i = 0; i < m->cap; i++) {
+    if (!m->v[i].key) continue;
+    sk_str_unref(m->v[i].key);
+    if (free_val) free_val(m->v[i].val);
+  }
+  free(m->v);
+  m->v = NULL;
+  m->n = m->cap = 0;
+}
+
+/* ---- the store ---- */
+
+typedef struct { sk_string *id; json_t *obj; uint64_t seq; } row_ent;
+typedef struct { uint32_t count; uint64_t first_seq; sk_string *first; } idx_ent;
+
+typedef struct {
+  char *name;
+  uint32_t index;   /* module table index, UINT32_MAX for a table no loop uses */
+  smap rows;
+} table_t;
+
+typedef struct { uint32_t ncols; char **cols; uint32_t table; smap idx; } index_t;
+
+typedef enum { RV_STRING, RV_SET, RV_HASH } rv_type;
+typedef struct { rv_type type; sk_string *s; smap m; } rval;
+
+typedef struct { char provider[16]; int status; uint32_t left; int64_t retry_after_ms; } fault;
+
+struct sk_memstore {
+  const sk_module *m;
+  int64_t now;
+  uint64_t seq, sent, ids;
+  struct { table_t *v; size_t n, cap; } tables;
+  index_t *indexes;
+  smap redis;
+  smap idem;        /* idempotency key -> result id */
+  struct { fault *v; size_t n, cap; } faults;
+  void (*trace_fn)(void *, const sk_trace *);
+  void *trace_ud;
+  char *email_from;
+};
+
+static void *grow(void *v, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap) return v;
+  size_t nc = *cap ? *cap * 2 : 16;
+  while (nc < need) nc *= 2;
+  void *p = realloc(v, nc * elem);
+  if (!p) return NULL;
+  *cap = nc;
+  return p;
+}
+
+static table_t *table_named(sk_memstore *s, const char *name, int create) {
+  for (size_t i = 0; i < s->tables.n; i++)
+    if (strcmp(s->tables.v[i].name, name) == 0) return &s->tables.v[i];
+  if (!create) return NULL;
+  table_t *nv = grow(s->tables.v, &s->tables.cap, s->tables.n + 1, sizeof *nv);
+  if (!nv) return NULL;
+  s->tables.v = nv;
+  table_t *t = &s->tables.v[s->tables.n];
+  memset(t, 0, sizeof *t);
+  if (!(t->name = strdup(name))) return NULL;
+  t->index = UINT32_MAX;
+  for (uint32_t i = 0; i < s->m->ntables; i++)
+    if (strcmp(sk_str(s->m, s->m->tables[i].name_str), name) == 0) t->index = i;
+  s->tables.n++;
+  return t;
+}
+
+static table_t *table_at(sk_memstore *s, uint32_t index) {
+  for (size_t i = 0; i < s->tables.n; i++)
+    if (s->tables.v[i].index == index) return &s->tables.v[i];
+  return NULL;
+}
+
+sk_memstore *sk_memstore_new(const sk_module *m, int64_t start_ms) {
+  sk_memstore *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->m = m;
+  s->now = start_ms;
+  s->indexes = calloc(m->nshapes + 1, sizeof *s->indexes);
+  if (!s->indexes) goto fail;
+  for (uint32_t i = 0; i < m->ntables; i++)
+    if (!table_named(s, sk_str(m, m->tables[i].name_str), 1)) goto fail;
+  for (uint32_t i = 0; i < m->nshapes; i++) {
+    index_t *ix = &s->indexes[i];
+    const char *cols = sk_str(m, m->shapes[i].cols_str);
+    ix->table = m->shapes[i].table;
+    ix->ncols = 1;
+    for (const char *p = cols; *p; p++) ix->ncols += *p == ',';
+    if (!(ix->cols = calloc(ix->ncols, sizeof *ix->cols))) goto fail;
+    for (uint32_t c = 0; c < ix->ncols; c++) {
+      const char *e = strchr(cols, ',');
+      size_t len = e ? (size_t)(e - cols) : strlen(cols);
+      if (!(ix->cols[c] = strndup(cols, len))) goto fail;
+      cols += len + (e ? 1 : 0);
+    }
+  }
+  return s;
+fail:
+  sk_memstore_free(s);
+  return NULL;
+}
+
+static void free_row(void *p) {
+  row_ent *r = p;
+  if (!r) return;
+  sk_str_unref(r->id);
+  json_decref(r->obj);
+  free(r);
+}
+
+static void free_idx(void *p) {
+  idx_ent *e = p;
+  if (!e) return;
+  sk_str_unref(e->first);
+  free(e);
+}
+
+static void free_rval(void *p) {
+  rval *v = p;
+  if (!v) return;
+  sk_str_unref(v->s);
+  smap_free(&v->m, (void (*)(void *))sk_str_unref);
+  free(v);
+}
+
+void sk_memstore_free(sk_memstore *s) {
+  if (!s) return;
+  for (size_t i = 0; i < s->tables.n; i++) {
+    smap_free(&s->tables.v[i].rows, free_row);
+    free(s->tables.v[i].name);
+  }
+  free(s->tables.v);
+  for (uint32_t i = 0; s->indexes && i < s->m->nshapes; i++) {
+    for (uint32_t c = 0; s->indexes[i].cols && c < s->indexes[i].ncols; c++) free(s->indexes[i].cols[c]);
+    free(s->indexes[i].cols);
+    smap_free(&s->indexes[i].idx, free_idx);
+  }
+  free(s->indexes);
+  smap_free(&s->redis, free_rval);
+  smap_free(&s->idem, (void (*)(void *))sk_str_unref);
+  free(s->faults.v);
+  free(s->email_from);
+  free(s);
+}
+
+void sk_memstore_set_now(sk_memstore *s, int64_t ms) { s->now = ms; }
+int64_t sk_memstore_now(const sk_memstore *s) { return s->now; }
+uint64_t sk_memstore_sent(const sk_memstore *s) { return s->sent; }
+
+void sk_memstore_set_trace(sk_memstore *s, void (*fn)(void *ud, const sk_trace *t), void *ud) {
+  s->trace_fn = fn;
+  s->trace_ud = ud;
+}
+
+void sk_memstore_set_email_from(sk_memstore *s, const char *from) {
+  free(s->email_from);
+  s->email_from = from ? strdup(from) : NULL;
+}
+
+/* A JSON value as the text a template shows: strings as they are, others as JSON; null is missing. */
+static sk_string *json_text(const json_t *v) {
+  char num[48];
+  switch (json_typeof(v)) {
+  case JSON_STRING: return sk_str_new(json_string_value(v), json_string_length(v));
+  case JSON_INTEGER: snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return sk_str_from(num);
+  case JSON_REAL: snprintf(num, sizeof num, "%.17g", json_real_value(v)); return sk_str_from(num);
+  case JSON_TRUE: return sk_str_from("true");
+  case JSON_FALSE: return sk_str_from("false");
+  case JSON_NULL: return NULL;
+  default: {
+    char *t = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    sk_string *r = t ? sk_str_from(t) : NULL;
+    free(t);
+    return r;
+  }
+  }
+}
+
+/* Field `path` of a row: a plain field name, or a dotted path into nested objects (JSON rows). */
+static const json_t *row_get(const json_t *obj, const char *path) {
+  const json_t *v = json_object_get(obj, path);
+  if (v || !strchr(path, '.')) return v;
+  char part[256];
+  const char *p = path;
+  v = obj;
+  while (v && *p) {
+    const char *dot = strchr(p, '.');
+    size_t len = dot ? (size_t)(dot - p) : strlen(p);
+    if (len >= sizeof part) return NULL;
+    memcpy(part, p, len);
+    part[len] = 0;
+    v = json_is_object(v) ? json_object_get(v, part) : NULL;
+    p += len + (dot ? 1 : 0);
+  }
+  return v;
+}
+
+static sk_string *ms_row_field(void *ud, uint32_t table, const sk_string *id, const char *field) {
+  sk_memstore *s = ud;
+  table_t *t = table_at(s, table);
+  if (!t || !id) return NULL;
+  row_ent *r = smap_get(&t->rows, id->data, id->len);
+  if (!r) return NULL;
+  const json_t *v = row_get(r->obj, field);
+  return v ? json_text(v) : NULL;
+}
+
+/* The index key of a row for shape ix, in buf; 0 when a column is missing. */
+static int index_key(const index_t *ix, const json_t *obj, char *buf, size_t cap, size_t *len) {
+  size_t n = 0;
+  for (uint32_t c = 0; c < ix->ncols; c++) {
+    const json_t *v = row_get(obj, ix->cols[c]);
+    sk_string *t = v ? json_text(v) : NULL;
+    if (!t) return 0;
+    if (n + t->len + 1 >= cap) {
+      sk_str_unref(t);
+      return 0;
+    }
+    if (c) buf[n++] = '\x1f';
+    memcpy(buf + n, t->data, t->len);
+    n += t->len;
+    sk_str_unref(t);
+  }
+  *len = n;
+  return 1;
+}
+
+/* The first row (insertion order) of table t under key in ix, by scanning: rare (an update moved the first). */
+static row_ent *rescan_first(table_t *t, const index_t *ix, const char *key, size_t klen) {
+  row_ent *best = NULL;
+  char buf[4096];
+  size_t len;
+  for (size_t i = 0; i < t->rows.cap; i++) {
+    row_ent *r = t->rows.v[i].key ? t->rows.v[i].val : NULL;
+    if (!r || !index_key(ix, r->obj, buf, sizeof buf, &len) || len != klen || memcmp(buf, key, len) != 0) continue;
+    if (!best || r->seq < best->seq) best = r;
+  }
+  return best;
+}
+
+static void index_remove(table_t *t, index_t *ix, const char *key, size_t len, const row_ent *row) {
+  smap_ent *e = smap_upsert(&ix->idx, key, len);
+  idx_ent *ie = e ? e->val : NULL;
+  if (!ie) return;
+  if (--ie->count == 0) {
+    free_idx(smap_del(&ix->idx, key, len));
+    return;
+  }
+  if (ie->first && sk_str_eq(ie->first, row->id)) {
+    sk_str_unref(ie->first);
+    ie->first = NULL;
+    row_ent *f = rescan_first(t, ix, key, len);
+    if (f && f != row) {
+      ie->first = sk_str_ref(f->id);
+      ie->first_seq = f->seq;
+    }
+  }
+}
+
+static void index_add(index_t *ix, const char *key, size_t len, const row_ent *row) {
+  smap_ent *e = smap_upsert(&ix->idx, key, len);
+  if (!e) return;
+  idx_ent *ie = e->val;
+  if (!ie) {
+    if (!(ie = calloc(1, sizeof *ie))) return;
+    e->val = ie;
+  }
+  ie->count++;
+  if (!ie->first || row->seq < ie->first_seq) {
+    sk_str_unref(ie->first);
+    ie->first = sk_str_ref(row->id);
+    ie->first_seq = row->seq;
+  }
+}
+
+int sk_memstore_put(sk_memstore *s, const char *table, const char *id, json_t *row, uint32_t *kind,
+                    uint32_t *table_index) {
+  if (!json_is_object(row)) return -1;
+  table_t *t = table_named(s, table, 1);
+  if (!t) return -1;
+  size_t idlen = strlen(id);
+  smap_ent *e = smap_upsert(&t->rows, id, idlen);
+  if (!e) return -1;
+  row_ent *r = e->val;
+  char oldk[4096], newk[4096];
+  size_t oldl = 0, newl = 0;
+  uint32_t nshapes = t->index == UINT32_MAX ? 0 : s->m->nshapes;
+  int *had = nshapes ? calloc(nshapes, sizeof *had) : NULL;
+  if (!r) {
+    if (!(r = calloc(1, sizeof *r))) {
+      free(had);
+      return -1;
+    }
+    r->id = sk_str_ref(e->key);
+    r->obj = json_object();
+    r->seq = ++s->seq;
+    e->val = r;
+    *kind = SK_EVENT_INSERT;
+  } else {
+    *kind = SK_EVENT_UPDATE;
+    /* take the row out of the indexes it is in, then put it back with its new values */
+    for (uint32_t i = 0; i < nshapes; i++) {
+      index_t *ix = &s->indexes[i];
+      if (ix->table != t->index || !index_key(ix, r->obj, oldk, sizeof oldk, &oldl)) continue;
+      index_remove(t, ix, oldk, oldl, r);
+      had[i] = 1;
+    }
+  }
+  json_object_update(r->obj, row);
+  for (uint32_t i = 0; i < nshapes; i++) {
+    index_t *ix = &s->indexes[i];
+    if (ix->table != t->index || !index_key(ix, r->obj, newk, sizeof newk, &newl)) continue;
+    index_add(ix, newk, newl, r);
+  }
+  free(had);
+  *table_index = t->index;
+  return 0;
+}
+
+sk_string *sk_memstore_row_id(sk_memstore *s, uint32_t table_index, const char *id) {
+  table_t *t = table_at(s, table_index);
+  row_ent *r = t ? smap_get(&t->rows, id, strlen(id)) : NULL;
+  return r ? r->id : NULL;
+}
+
+static uint32_t ms_query(void *ud, uint32_t shape, sk_string *const *values, uint32_t n, uint32_t limit,
+                         sk_string **first) {
+  sk_memstore *s = ud;
+  char key[4096];
+  size_t len = 0;
+  *first = NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    if (len + values[i]->len + 1 >= sizeof key) return 0;
+    if (i) key[len++] = '\x1f';
+    memcpy(key + len, values[i]->data, values[i]->len);
+    len += values[i]->len;
+  }
+  idx_ent *ie = smap_get(&s->indexes[shape].idx, key, len);
+  if (!ie) return 0;
+  *first = sk_str_ref(ie->first);
+  return limit && ie->count > limit ? limit : ie->count;
+}
+
+static int64_t ms_now(void *ud) { return ((sk_memstore *)ud)->now; }
+
+static void ms_trace(void *ud, const sk_trace *t) {
+  sk_memstore *s = ud;
+  if (s->trace_fn) s->trace_fn(s->trace_ud, t);
+}
+
+/* ---- faults ---- */
+
+int sk_memstore_add_fault(sk_memstore *s, const char *provider, int status, uint32_t count, int64_t retry_after_ms) {
+  fault *nv = grow(s->faults.v, &s->faults.cap, s->faults.n + 1, sizeof *nv);
+  if (!nv) return -1;
+  s->faults.v = nv;
+  fault *f = &s->faults.v[s->faults.n++];
+  snprintf(f->provider, sizeof f->provider, "%s", provider);
+  f->status = status;
+  f->left = count;
+  f->retry_after_ms = retry_after_ms;
+  return 0;
+}
+
+/* Consumes the next scripted fault of provider into out; returns 1 if there was one. */
+static int take_fault(sk_memstore *s, const char *provider, sk_io *out) {
+  for (size_t i = 0; i < s->faults.n; i++) {
+    fault *f = &s->faults.v[i];
+    if (!f->left || strcmp(f->provider, provider) != 0) continue;
+    f->left--;
+    out->ok = 0;
+    out->retry_after_ms = f->retry_after_ms;
+    if (f->status == 0) {
+      out->transient = 1;
+      snprintf(out->reason, sizeof out->reason, "%s: timed out", provider);
+    } else {
+      out->transient = f->status == 408 || f->status == 429 || f->status >= 500;
+      snprintf(out->reason, sizeof out->reason, "%s: HTTP %d", provider, f->status);
+    }
+    return 1;
+  }
+  return 0;
+}
+
+static void ms_effect(void *ud, const sk_effect_call *call, sk_io *out) {
+  sk_memstore *s = ud;
+  const char *provider = call->effect->kind == SK_EFFECT_EMAIL ? sk_provider_name(call->effect->provider) : "webhook";
+  if (take_fault(s, provider, out)) return;
+  /* Resend keeps an Idempotency-Key for 24 hours: the same key answers with the same email. */
+  smap_ent *e = smap_upsert(&s->idem, call->idempotency_key, strlen(call->idempotency_key));
+  if (!e) {
+    out->transient = 1;
+    snprintf(out->reason, sizeof out->reason, "%s: out of memory", provider);
+    return;
+  }
+  if (!e->val) {
+    char id[64];
+    snprintf(id, sizeof id, "sim_%s_%" PRIu64, provider, ++s->ids);
+    e->val = sk_str_from(id);
+    s->sent++;
+  }
+  out->ok = 1;
+  out->result = sk_str_ref(e->val);
+}
+
+/* ---- a small Redis ---- */
+
+static rval *rv_get(sk_memstore *s, const sk_string *k, rv_type type, int create, int *wrong) {
+  *wrong = 0;
+  smap_ent *e = create ? smap_upsert(&s->redis, k->data, k->len) : NULL;
+  rval *v = create ? (e ? e->val : NULL) : smap_get(&s->redis, k->data, k->len);
+  if (v && v->type != type) {
+    *wrong = 1;
+    return NULL;
+  }
+  if (!v && create && e) {
+    if (!(v = calloc(1, sizeof *v))) return NULL;
+    v->type = type;
+    e->val = v;
+  }
+  return v;
+}
+
+static sk_string *int_reply(int64_t n) {
+  char b[32];
+  snprintf(b, sizeof b, "%" PRId64, n);
+  return sk_str_from(b);
+}
+
+/* Command names compare without regard to ASCII case, as Redis does. */
+static int eq(const sk_string *a, const char *b) {
+  size_t i = 0;
+  for (; i < a->len && b[i]; i++) {
+    char x = a->data[i], y = b[i];
+    if (x >= 'a' && x <= 'z') x = (char)(x - 32);
+    if (x != y) return 0;
+  }
+  return i == a->len && !b[i];
+}
+
+/* Runs argv; on success fills out->result (NULL for a nil reply). */
+static void redis_exec(sk_memstore *s, sk_string *const *argv, uint32_t argc, sk_io *out) {
+  int wrong = 0;
+  rval *v;
+  const sk_string *cmd = argv[0];
+  out->ok = 1;
+#define NEED(n) if (argc < (n)) goto arity
+  if (eq(cmd, "GET")) {
+    NEED(2);
+    v = rv_get(s, argv[1], RV_STRING, 0, &wrong);
+    if (!wrong) out->result = v ? sk_str_ref(v->s) : NULL;
+  } else if (eq(cmd, "SET")) {
+    NEED(3);
+    v = rv_get(s, argv[1], RV_STRING, 1, &wrong);
+    if (v) {
+      sk_str_unref(v->s);
+      v->s = sk_str_ref(argv[2]);
+      out->result = sk_str_from("OK");
+    }
+  } else if (eq(cmd, "INCR")) {
+    NEED(2);
+    v = rv_get(s, argv[1], RV_STRING, 1, &wrong);
+    if (v) {
+      int64_t n = v->s ? strtoll(v->s->data, NULL, 10) : 0;
+      sk_str_unref(v->s);
+      v->s = int_reply(n + 1);
+      out->result = sk_str_ref(v->s);
+    }
+  } else if (eq(cmd, "DEL") || eq(cmd, "EXISTS")) {
+    NEED(2);
+    int64_t n = 0, del = eq(cmd, "DEL");
+    for (uint32_t i = 1; i < argc; i++) {
+      if (del) {
+        rval *old = smap_del(&s->redis, argv[i]->data, argv[i]->len);
+        n += old != NULL;
+        free_rval(old);
+      } else {
+        n += smap_get(&s->redis, argv[i]->data, argv[i]->len) != NULL;
+      }
+    }
+    out->result = int_reply(n);
+  } else if (eq(cmd, "SADD") || eq(cmd, "HSET")) {
+    int hash = eq(cmd, "HSET");
+    NEED(hash ? 4 : 3);
+    if (hash && (argc - 2) % 2) goto arity;
+    v = rv_get(s, argv[1], hash ? RV_HASH : RV_SET, 1, &wrong);
+    int64_t added = 0;
+    for (uint32_t i = 2; v && i < argc; i += hash ? 2 : 1) {
+      smap_ent *e = smap_upsert(&v->m, argv[i]->data, argv[i]->len);
+      if (!e) break;
+      added += e->val == NULL;
+      sk_str_unref(e->val);
+      e->val = sk_str_ref(hash ? argv[i + 1] : argv[i]);
+    }
+    if (v) out->result = int_reply(added);
+  } else if (eq(cmd, "SISMEMBER") || eq(cmd, "HEXISTS") || eq(cmd, "HGET")) {
+    NEED(3);
+    v = rv_get(s, argv[1], eq(cmd, "SISMEMBER") ? RV_SET : RV_HASH, 0, &wrong);
+    sk_string *val = v ? smap_get(&v->m, argv[2]->data, argv[2]->len) : NULL;
+    if (!wrong) out->result = eq(cmd, "HGET") ? sk_str_ref(val) : int_reply(val != NULL);
+  } else if (eq(cmd, "SREM") || eq(cmd, "HDEL")) {
+    NEED(3);
+    v = rv_get(s, argv[1], eq(cmd, "SREM") ? RV_SET : RV_HASH, 0, &wrong);
+    int64_t n = 0;
+    for (uint32_t i = 2; v && i < argc; i++) {
+      sk_string *old = smap_del(&v->m, argv[i]->data, argv[i]->len);
+      n += old != NULL;
+      sk_str_unref(old);
+    }
+    if (!wrong) out->result = int_reply(n);
+  } else if (eq(cmd, "SCARD") || eq(cmd, "HLEN")) {
+    NEED(2);
+    v = rv_get(s, argv[1], eq(cmd, "SCARD") ? RV_SET : RV_HASH, 0, &wrong);
+    if (!wrong) out->result = int_reply(v ? (int64_t)v->m.n : 0);
+  } else {
+    out->ok = 0;
+    out->transient = 0;
+    snprintf(out->reason, sizeof out->reason, "redis: the simulator does not implement %.40s", cmd->data);
+    return;
+  }
+  if (wrong) {
+    out->ok = 0;
+    out->transient = 0;
+    snprintf(out->reason, sizeof out->reason, "redis: WRONGTYPE Operation against a key holding the wrong kind of value");
+  }
+  return;
+arity:
+  out->ok = 0;
+  out->transient = 0;
+  snprintf(out->reason, sizeof out->reason, "redis: ERR wrong number of arguments for '%.40s' command", cmd->data);
+#undef NEED
+}
+
+static void ms_redis(void *ud, sk_string *const *argv, uint32_t argc, int is_effect, sk_io *out) {
+  sk_memstore *s = ud;
+  (void)is_effect;
+  if (take_fault(s, "redis", out)) return;
+  redis_exec(s, argv, argc, out);
+}
+
+int sk_memstore_redis(sk_memstore *s, const char *const *argv, uint32_t argc) {
+  if (argc == 0 || argc > 64) return -1;
+  sk_string *av[64];
+  for (uint32_t i = 0; i < argc; i++) av[i] = sk_str_from(argv[i]);
+  sk_io io = {0};
+  redis_exec(s, av, argc, &io);
+  sk_str_unref(io.result);
+  for (uint32_t i = 0; i < argc; i++) sk_str_unref(av[i]);
+  return io.ok ? 0 : -1;
+}
+
+const sk_runtime_ops *sk_memstore_ops(void) {
+  static const sk_runtime_ops ops = {ms_now, ms_row_field, ms_query, ms_redis, ms_effect, ms_trace};
+  return &ops;
+}
