@@ -575,8 +575,16 @@ static int check_insn(loader *L, uint32_t li, uint32_t pc) {
         return rec_fail(L, SEC_insn, g, "%s: operand %s is %" PRId32 ", must be 0 (loop '%s' pc %" PRIu32 ")", info->name,
                         fname, x, loop_name(L, li), pc);
       continue;
+    case 'W':
+      if (u < 2)
+        return rec_fail(L, SEC_insn, g, "%s: writes R%" PRIu32 ", which holds the %s and is read-only (loop '%s' pc %" PRIu32 ")",
+                        info->name, u, u == 0 ? "subject" : "trigger row", loop_name(L, li), pc);
+      limit = l->nregs; what = "registers"; break;
     case 'R': limit = l->nregs; what = "registers"; break;
     case 'P':
+      if (u < 2)
+        return rec_fail(L, SEC_insn, g, "%s: writes R%" PRIu32 ", which holds the %s and is read-only (loop '%s' pc %" PRIu32 ")",
+                        info->name, u, u == 0 ? "subject" : "trigger row", loop_name(L, li), pc);
       if (u + 1 >= l->nregs)
         return rec_fail(L, SEC_insn, g, "%s: register pair %" PRIu32 ",%" PRIu32 " out of range (loop '%s' has %" PRIu32 " registers)",
                         info->name, u, u + 1, loop_name(L, li), l->nregs);
@@ -605,7 +613,7 @@ static int check_insn(loader *L, uint32_t li, uint32_t pc) {
     default: assert(0 && "unknown operand kind"); continue;
     }
     if (u >= limit) {
-      if (info->kinds[j] == 'R')
+      if (info->kinds[j] == 'R' || info->kinds[j] == 'W')
         return rec_fail(L, SEC_insn, g, "%s: register %" PRIu32 " out of range (loop '%s' has %" PRIu32 " registers)",
                         info->name, u, loop_name(L, li), l->nregs);
       if (info->kinds[j] == 'O')

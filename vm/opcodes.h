@@ -21,13 +21,15 @@
  *   X(NAME, format, operand kinds of A B C (or A Bx / A sBx / sJ), synopsis, what it does)
  *
  * Operand kinds (one letter per operand, in order A, B, C; for iABx/iAsBx: A, Bx; for isJ: sJ):
- *   _  unused, must be 0                R  a register (< the loop's register count)
- *   P  a register pair A, A+1           K  a constant of the loop            D  an integer constant (ms)
+ *   _  unused, must be 0                R  a register read (< the loop's register count)
+ *   W  a register written (2 .. count)  P  a register pair A, A+1 written (2 .. count - 1)
+ *   K  a constant of the loop           D  an integer constant (ms)
  *   T  a template of the loop           Q  a condition of the loop           E  an effect of the loop
  *   V  an event (trigger) of the loop   J  a jump target inside the loop    O  an outcome (sk_outcome)
  *
  * Registers: R0 holds the subject (the trigger row's id, a string), R1 the trigger row; the compiler
- * allocates the rest. Opcodes marked "suspends" hand control to the runtime (store, clock, providers);
+ * allocates the rest. R0 and R1 are read-only (the verifier refuses code that writes them), so the
+ * runtime can rely on their types without checking. Opcodes marked "suspends" hand control to the runtime (store, clock, providers);
  * the instance resumes at the next instruction when the result is in, or at the same one when the
  * recovery policy retries it.
  */
@@ -38,21 +40,21 @@
 
 #define SK_OPCODES(X) \
   X(NOP,      ABC,  "___", "",                                   "does nothing") \
-  X(MOVE,     ABC,  "RR_", "R[A] := R[B]",                       "copies a register") \
-  X(LOADK,    ABx,  "RK",  "R[A] := K[Bx]",                      "loads a constant") \
-  X(LOADNIL,  ABC,  "R__", "R[A] := nil",                        "clears a register") \
+  X(MOVE,     ABC,  "WR_", "R[A] := R[B]",                       "copies a register") \
+  X(LOADK,    ABx,  "WK",  "R[A] := K[Bx]",                      "loads a constant") \
+  X(LOADNIL,  ABC,  "W__", "R[A] := nil",                        "clears a register") \
   X(JMP,      sJ,   "J",   "pc += sJ",                           "jumps") \
   X(JMPIF,    AsBx, "RJ",  "if R[A] then pc += sBx",             "jumps when R[A] is truthy") \
   X(JMPIFNOT, AsBx, "RJ",  "if not R[A] then pc += sBx",         "jumps when R[A] is falsy") \
-  X(DEADLINE, ABx,  "RD",  "R[A] := now + K[Bx]",                "computes an absolute deadline (ms)") \
+  X(DEADLINE, ABx,  "WD",  "R[A] := now + K[Bx]",                "computes an absolute deadline (ms)") \
   X(SLEEP,    ABC,  "R__", "sleep until R[A]",                   "suspends on a durable timer") \
   X(CHECK,    ABx,  "PQ",  "R[A], R[A+1] := cond[Bx]",           "evaluates a condition once: held (0/1) and first match; suspends for I/O") \
   X(AWAIT,    ABx,  "PQ",  "await cond[Bx] until R[A]; R[A], R[A+1] := held, match", \
                                                                   "waits until the condition holds or the deadline passes; suspends") \
   X(WAITEV,   ABx,  "PV",  "await event[Bx] until R[A]; R[A], R[A+1] := seen, row", \
                                                                   "waits for an event on the subject (deadline nil: forever); suspends") \
-  X(RENDER,   ABx,  "RT",  "R[A] := render(tmpl[Bx])",           "renders a template over the registers") \
-  X(EFFECT,   ABx,  "RE",  "R[A] := perform(effect[Bx])",        "sends an email, a webhook or a Redis command, once; retried by the recovery policy; suspends") \
+  X(RENDER,   ABx,  "WT",  "R[A] := render(tmpl[Bx])",           "renders a template over the registers") \
+  X(EFFECT,   ABx,  "WE",  "R[A] := perform(effect[Bx])",        "sends an email, a webhook or a Redis command, once; retried by the recovery policy; suspends") \
   X(END,      ABC,  "O__", "end outcome A",                      "ends the instance")
 
 typedef enum {

@@ -247,6 +247,9 @@ typedef struct {
 
 static void m_reg(sk_module *m) { m->code[L0_CODE + 6].insn = ABC(MOVE, 9, 4, 0); }
 static void m_reg_b(sk_module *m) { m->code[L0_CODE + 6].insn = ABC(MOVE, 7, 200, 0); }
+static void m_write_r0(sk_module *m) { m->code[L0_CODE + 5].insn = ABx(LOADK, 0, 0); }
+static void m_write_r1(sk_module *m) { m->code[L0_CODE + 6].insn = ABC(MOVE, 1, 4, 0); }
+static void m_pair_r1(sk_module *m) { m->code[L0_CODE + 1].insn = ABx(AWAIT, 1, 0); }
 static void m_pair(sk_module *m) { m->code[L0_CODE + 1].insn = ABx(AWAIT, 7, 0); }
 static void m_konst(sk_module *m) { m->code[L0_CODE + 5].insn = ABx(LOADK, 4, 9); }
 static void m_dur_str(sk_module *m) { m->code[L0_CODE + 0].insn = ABx(DEADLINE, 2, 1); }
@@ -333,6 +336,9 @@ static void m_nul(sk_module *m) { m->strbytes[m->strs[m->loops[0].opinion_str].o
 
 static const mutation mutations[] = {
   {"register out of range", m_reg, "CODE record 6 (offset 0x"},
+  {"R0 is read-only", m_write_r0, "LOADK: writes R0, which holds the subject and is read-only"},
+  {"R1 is read-only", m_write_r1, "MOVE: writes R1, which holds the trigger row and is read-only"},
+  {"a pair cannot start at R1", m_pair_r1, "AWAIT: writes R1, which holds the trigger row and is read-only"},
   {"register out of range (message)", m_reg, "MOVE: register 9 out of range (loop 'activation' has 8 registers)"},
   {"register B out of range", m_reg_b, "register 200 out of range"},
   {"register pair out of range", m_pair, "AWAIT: register pair 7,8 out of range (loop 'activation' has 8 registers)"},
