@@ -23,6 +23,7 @@ typedef struct {
   const sk_check_options *opts;
   int loop_table;           /* the current loop's first trigger table, -1 before it is known */
   struct { const sk_member **v; size_t n, cap; } mappings; /* the `tables` entry that configured each table */
+  struct { uint32_t *v; size_t cap; } names;  /* open addressing: loop index + 1, by name (O(1) duplicates) */
 } ck;
 
 /* What placeholders may name where a text appears. */
@@ -1020,6 +1021,42 @@ static int valid_loop_name(const char *s) {
   return 1;
 }
 
+static uint64_t name_hash(const char *name) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (const char *p = name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  return h;
+}
+
+/* Records loop `self` (already in cfg->loops) under its name; returns the index of an earlier loop
+   with the same name, or -1. Expected O(1): a build of 10,000 loops must not compare every pair. */
+static int find_loop_name(ck *c, uint32_t self) {
+  const sk_cfg_loop *loops = c->cfg->loops.v;
+  if ((size_t)(self + 1) * 2 > c->names.cap) {
+    size_t nc = c->names.cap ? c->names.cap * 2 : 64;
+    uint32_t *nv = calloc(nc, sizeof *nv);
+    if (!nv) return -1;
+    for (size_t i = 0; i < c->names.cap; i++) {
+      uint32_t v = c->names.v[i];
+      if (!v) continue;
+      size_t j = name_hash(loops[v - 1].name) & (nc - 1);
+      while (nv[j]) j = (j + 1) & (nc - 1);
+      nv[j] = v;
+    }
+    free(c->names.v);
+    c->names.v = nv;
+    c->names.cap = nc;
+  }
+  size_t mask = c->names.cap - 1;
+  for (size_t j = name_hash(loops[self].name) & mask;; j = (j + 1) & mask) {
+    uint32_t v = c->names.v[j];
+    if (!v) {
+      c->names.v[j] = self + 1;
+      return -1;
+    }
+    if (strcmp(loops[v - 1].name, loops[self].name) == 0) return (int)v - 1;
+  }
+}
+
 static void check_loop(ck *c, const sk_value *lv) {
   const sk_value *v = lv->arg;
   check_keys(c, v, "a loop", loop_keys, 6);
@@ -1084,23 +1121,19 @@ static void check_loop(ck *c, const sk_value *lv) {
     if (steps->nitems == 0) err_v(c, steps, "'steps' is empty%s%s: a loop needs at least one step", "", "");
     for (size_t i = 0; i < steps->nitems; i++) check_step(c, steps->items[i], (int)i, &loop);
   }
-  if (loop.name) {
-    for (size_t i = 0; i < c->cfg->loops.n; i++) {
-      if (strcmp(c->cfg->loops.v[i].name, loop.name) == 0) {
-        char where[64];
-        snprintf(where, sizeof where, "line %u:%u", c->cfg->loops.v[i].line, c->cfg->loops.v[i].col);
-        const sk_value *at = name ? name : lv;
-        if (name)
-          err_v(c, at, "duplicate loop name '%s' (the loop at %s has it too): loop names must be unique in a build",
-                loop.name, where);
-        else
-          err_v(c, at, "duplicate loop name '%s', taken from the type (the loop at %s has it too): give each loop a "
-                "distinct 'name'", loop.name, where);
-        break;
-      }
-    }
-  }
   SK_VEC_PUSH(c->cfg->loops, loop);
+  int first = loop.name ? find_loop_name(c, (uint32_t)c->cfg->loops.n - 1) : -1;
+  if (first >= 0) {
+    char where[64];
+    snprintf(where, sizeof where, "line %u:%u", c->cfg->loops.v[first].line, c->cfg->loops.v[first].col);
+    const sk_value *at = name ? name : lv;
+    if (name)
+      err_v(c, at, "duplicate loop name '%s' (the loop at %s has it too): loop names must be unique in a build",
+            loop.name, where);
+    else
+      err_v(c, at, "duplicate loop name '%s', taken from the type (the loop at %s has it too): give each loop a "
+            "distinct 'name'", loop.name, where);
+  }
 }
 
 sk_config *sk_check(const sk_value *root, const sk_source *src, sk_arena *arena, sk_diags *d,
@@ -1109,7 +1142,7 @@ sk_config *sk_check(const sk_value *root, const sk_source *src, sk_arena *arena,
   sk_config *cfg = calloc(1, sizeof *cfg);
   if (!cfg) return NULL;
   cfg->source_path = src->path;
-  ck c = {cfg, src, arena, d, opts, -1, {0}};
+  ck c = {cfg, src, arena, d, opts, -1, {0}, {0}};
   if (root->kind == SK_V_LOOP) {
     check_loop(&c, root);
   } else if (root->kind == SK_V_ARRAY) {
@@ -1140,6 +1173,7 @@ sk_config *sk_check(const sk_value *root, const sk_source *src, sk_arena *arena,
               t->name);
   }
   free(c.mappings.v);
+  free(c.names.v);
   return cfg;
 }
 
