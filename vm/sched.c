@@ -124,7 +124,6 @@ static void timer_cancel(sk_sched *s, sk_inst *in) {
   uint32_t pos = in->heap_pos;
   if (pos == UINT32_MAX) return;
   in->heap_pos = UINT32_MAX;
-  in->wake_at = SK_TIME_NONE;
   timer_ent last = s->heap.v[--s->heap.n];
   if (pos == s->heap.n) return;
   heap_set(s, pos, last);
@@ -137,7 +136,6 @@ static void timer_set(sk_sched *s, sk_inst *in, int64_t at) {
   if (at == SK_TIME_NONE) return;
   s->heap.v = grow(s->heap.v, &s->heap.cap, s->heap.n + 1, sizeof *s->heap.v);
   timer_ent e = {at, in->id, s->timer_seq++};
-  in->wake_at = at;
   s->heap.v[s->heap.n++] = e;
   heap_up(s, s->heap.n - 1);
 }
@@ -195,7 +193,7 @@ static void wmap_delete(sk_sched *s, uint32_t j) {
 
 static void wait_add(sk_sched *s, sk_inst *in, uint64_t key) {
   assert(key != 0 && in->wait_key == 0);
-  if ((s->waiters.n + 1) * 2 > s->waiters.cap) wmap_grow(s);
+  if ((s->waiters.n + 1) * 4 > s->waiters.cap * 3) wmap_grow(s);
   uint32_t j = wmap_find(s, key);
   in->wait_key = key;
   in->wait_prev = 0;
@@ -270,7 +268,6 @@ static sk_inst *inst_new(sk_sched *s, uint32_t loop) {
   in->loop = loop;
   in->nregs = (uint16_t)l->nregs;
   in->heap_pos = UINT32_MAX;
-  in->wake_at = SK_TIME_NONE;
   s->inst_bytes += inst_size(l->nregs);
   return in;
 }
@@ -290,7 +287,7 @@ static void inst_free(sk_sched *s, sk_inst *in) {
 static int seen_add(sk_sched *s, uint32_t loop, const sk_string *subject) {
   XXH128_hash_t h = XXH3_128bits_withSeed(subject->data, subject->len, loop);
   seen_ent e = {h.low64 | 1, h.high64};
-  if ((s->seen.n + 1) * 2 > s->seen.cap) {
+  if ((s->seen.n + 1) * 4 > s->seen.cap * 3) {
     uint64_t oc = s->seen.cap;
     seen_ent *old = s->seen.v;
     s->seen.cap = oc ? oc * 2 : 1024;

@@ -46,8 +46,7 @@ typedef struct sk_inst {
   uint8_t state;        /* sk_inst_state */
   uint8_t flags;        /* SK_INST_F_* */
   uint32_t attempts;    /* failed attempts of the current effect */
-  uint32_t heap_pos;    /* position in the timer heap, UINT32_MAX when none */
-  int64_t wake_at;      /* timer time, SK_TIME_NONE when none */
+  uint32_t heap_pos;    /* position in the timer heap (which holds the time), UINT32_MAX when none */
   uint64_t wait_key;    /* what it waits on (index or event key), 0 when none */
   uint32_t wait_next;   /* next instance id + 1 waiting on the same key, 0 at the end */
   uint32_t wait_prev;   /* previous instance id + 1, 0 when first */
