@@ -11,10 +11,11 @@
  *   - the recovery policy: retries with exponential / linear / fixed backoff from `delay`, capped at
  *     `maxDelay`, "equal jitter" drawn from a seeded generator, and a provider's Retry-After when it is
  *     longer; then the dead letter.
- * Memory per waiting instance: the instance (header + 16 bytes a register), a heap slot, a waiter-map
- * slot and a seen-set slot; rows and their ids belong to the store.
+ * Memory per waiting instance: the instance (a 40-byte header + 16 bytes a register, from a slab), a
+ * heap slot, a waiter-map slot, a seen-set slot and a pointer; rows and their ids belong to the store.
  */
 #include <assert.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +39,15 @@ typedef struct {
   char **cols;
 } shape_info;
 
+/* Instances of one size come from 64 KiB slabs with a free list: no allocator header per instance,
+   and freed instances are reused. */
+#define SLAB_BYTES 65536
+typedef struct slab { struct slab *next; max_align_t data[]; } slab;
+typedef struct { void *free; slab *slabs; } size_class;
+
 struct sk_sched {
   sk_vm *vm;
+  size_class classes[257];   /* by register count */
   const sk_module *m;
   uint64_t rng;
   struct { sk_inst **v; uint32_t n, cap; } insts;
@@ -249,13 +257,57 @@ static void enqueue(sk_sched *s, sk_inst *in) {
 
 static size_t inst_size(uint32_t nregs) { return sizeof(sk_inst) + (size_t)nregs * sizeof(sk_val); }
 
-static sk_inst *inst_new(sk_sched *s, uint32_t loop) {
-  const sk_loop_rec *l = &s->m->loops[loop];
-  sk_inst *in = calloc(1, inst_size(l->nregs));
+#if defined(__SANITIZE_ADDRESS__)
+/* Under ASan every instance is its own allocation, so a use after free is caught, not recycled. */
+static sk_inst *inst_alloc(sk_sched *s, uint32_t nregs) {
+  sk_inst *in = calloc(1, inst_size(nregs));
   if (!in) {
     fputs("skene-vm: out of memory\n", stderr);
     abort();
   }
+  s->inst_bytes += inst_size(nregs);
+  return in;
+}
+
+static void inst_release(sk_sched *s, sk_inst *in) {
+  s->inst_bytes -= inst_size(in->nregs);
+  free(in);
+}
+#else
+static sk_inst *inst_alloc(sk_sched *s, uint32_t nregs) {
+  size_class *c = &s->classes[nregs];
+  size_t size = (inst_size(nregs) + 15u) & ~(size_t)15u;
+  if (!c->free) {
+    slab *sl = malloc(sizeof(slab) + SLAB_BYTES);
+    if (!sl) {
+      fputs("skene-vm: out of memory\n", stderr);
+      abort();
+    }
+    sl->next = c->slabs;
+    c->slabs = sl;
+    s->inst_bytes += sizeof(slab) + SLAB_BYTES;
+    char *p = (char *)sl->data;
+    for (size_t off = 0; off + size <= SLAB_BYTES; off += size) {
+      *(void **)(p + off) = c->free;
+      c->free = p + off;
+    }
+  }
+  sk_inst *in = c->free;
+  c->free = *(void **)c->free;
+  memset(in, 0, inst_size(nregs));
+  return in;
+}
+
+static void inst_release(sk_sched *s, sk_inst *in) {
+  size_class *c = &s->classes[in->nregs];
+  *(void **)in = c->free;
+  c->free = in;
+}
+#endif
+
+static sk_inst *inst_new(sk_sched *s, uint32_t loop) {
+  const sk_loop_rec *l = &s->m->loops[loop];
+  sk_inst *in = inst_alloc(s, l->nregs);
   uint32_t id;
   if (s->free_ids.n) {
     id = s->free_ids.v[--s->free_ids.n];
@@ -268,7 +320,6 @@ static sk_inst *inst_new(sk_sched *s, uint32_t loop) {
   in->loop = loop;
   in->nregs = (uint16_t)l->nregs;
   in->heap_pos = UINT32_MAX;
-  s->inst_bytes += inst_size(l->nregs);
   return in;
 }
 
@@ -279,8 +330,7 @@ static void inst_free(sk_sched *s, sk_inst *in) {
   s->insts.v[in->id] = NULL;
   s->free_ids.v = grow(s->free_ids.v, &s->free_ids.cap, s->free_ids.n + 1, sizeof *s->free_ids.v);
   s->free_ids.v[s->free_ids.n++] = in->id;
-  s->inst_bytes -= inst_size(in->nregs);
-  free(in);
+  inst_release(s, in);
 }
 
 /* Adds (loop, subject) to the seen set; returns 0 if it was there already. */
@@ -541,8 +591,15 @@ void sk_sched_free(sk_sched *s) {
     sk_inst *in = s->insts.v[i];
     if (!in) continue;
     for (uint32_t r = 0; r < in->nregs; r++) sk_val_clear(&in->regs[r]);
+#if defined(__SANITIZE_ADDRESS__)
     free(in);
+#endif
   }
+  for (int c = 0; c < 257; c++)
+    for (slab *sl = s->classes[c].slabs, *next; sl; sl = next) {
+      next = sl->next;
+      free(sl);
+    }
   for (uint32_t i = 0; s->shapes && i < s->m->nshapes; i++) {
     for (uint32_t c = 0; s->shapes[i].cols && c < s->shapes[i].ncols; c++) free(s->shapes[i].cols[c]);
     free(s->shapes[i].cols);
