@@ -299,6 +299,7 @@ static void eval_cond(sk_vm *vm, sk_inst *inst, uint32_t c, cond_eval *ce, char 
     sk_str_unref(io.result);
   }
   for (uint32_t i = 0; i < n; i++) sk_str_unref(vals[i]);
+  if (!ce->failed) inst->attempts = 0; /* it answered: its retries are over, the action's start from 0 */
 }
 
 static void trace(sk_vm *vm, sk_inst *inst, sk_trace_kind k, uint32_t step, const sk_effect_call *call,

@@ -387,9 +387,13 @@ static int64_t retry_delay(sk_sched *s, const sk_loop_rec *l, uint32_t attempt) 
   return (int64_t)d;
 }
 
+/* The step an instruction that failed belongs to: its condition's or its effect's (the RENDERs of an
+   effect's personalization values come right before it). */
 static uint32_t step_of_pc(const sk_module *m, const sk_inst *in) {
-  uint32_t insn = m->code[m->loops[in->loop].code_first + in->pc].insn;
   const sk_loop_rec *l = &m->loops[in->loop];
+  uint32_t pc = in->pc;
+  uint32_t insn = m->code[l->code_first + pc].insn;
+  while (SK_GET_OP(insn) == SK_OP_RENDER && pc + 1 < l->code_count) insn = m->code[l->code_first + ++pc].insn;
   if (SK_GET_OP(insn) == SK_OP_EFFECT) return m->effects[l->eff_first + SK_GETARG_Bx(insn)].step;
   for (uint32_t k = 0; k < l->step_count; k++)
     if (m->steps[l->step_first + k].cond == SK_GETARG_Bx(insn)) return k;

@@ -69,7 +69,7 @@ typedef struct {
   const sk_effect_rec *effect;
   const sk_field_value *fields;
   uint32_t nfields;
-  char idempotency_key[40];   /* "sk_" + 32 hex: derived from (loop, step, slot) and the subject */
+  char idempotency_key[40];   /* "sk_" + 16 hex: xxh3 of the subject seeded with the effect's key_seed */
   uint32_t attempt;           /* 1-based */
 } sk_effect_call;
 
