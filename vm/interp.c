@@ -32,6 +32,8 @@ struct sk_vm {
   /* scratch, reused across calls */
   char *buf;
   size_t cap;
+  sk_string *scratch[64];     /* rendered effect fields, reused while nobody else holds them */
+  size_t scratch_cap[64];
 };
 
 const char *sk_trace_name(sk_trace_kind k) {
@@ -76,6 +78,7 @@ void sk_vm_free(sk_vm *vm) {
   free(vm->seg_lit);
   free(vm->cond_step);
   free(vm->buf);
+  for (int i = 0; i < 64; i++) sk_str_unref(vm->scratch[i]);
   free(vm);
 }
 
@@ -91,14 +94,14 @@ void sk_vm_trace(sk_vm *vm, const sk_trace *t) {
 uint64_t sk_index_key(uint32_t shape, sk_string *const *values, uint32_t n) {
   uint64_t h = XXH3_64bits_withSeed(&shape, sizeof shape, 0x736b2d696478ull);
   for (uint32_t i = 0; i < n; i++) {
-    uint64_t part[2] = {values[i] ? values[i]->hash : 0, values[i] ? values[i]->len : UINT64_MAX};
+    uint64_t part[2] = {values[i] ? sk_str_hash(values[i]) : 0, values[i] ? values[i]->len : UINT64_MAX};
     h = XXH3_64bits_withSeed(part, sizeof part, h);
   }
   return h ? h : 1;
 }
 
 uint64_t sk_event_key(uint32_t table, uint32_t kind, const sk_string *subject) {
-  uint64_t part[4] = {table, kind, subject ? subject->hash : 0, subject ? subject->len : 0};
+  uint64_t part[4] = {table, kind, subject ? sk_str_hash(subject) : 0, subject ? subject->len : 0};
   uint64_t h = XXH3_64bits_withSeed(part, sizeof part, 0x736b2d657674ull);
   return h ? h : 1;
 }
@@ -124,50 +127,82 @@ static void ob_put(obuf *b, const char *s, size_t n) {
   b->len += n;
 }
 
+/* Which bytes each escape mode rewrites (1) or keeps (0): none; HTML & < > " '; JSON " \\ and control
+   characters; URL all but the unreserved A-Z a-z 0-9 - _ . ~ (RFC 3986). */
+static const unsigned char esc_table[4][256] = {
+    {
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    },
+    {
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,1,0,0,0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,1,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    },
+    {
+      1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+      0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+      0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    },
+    {
+      1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+      1,1,1,1,1,1,1,1,1,1,1,1,1,0,0,1,0,0,0,0,0,0,0,0,0,0,1,1,1,1,1,1,
+      1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,1,1,0,
+      1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,1,0,1,
+      1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+      1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+      1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+      1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    },
+};
+
+/* Appends s[0..n) escaped for esc: runs that need nothing are copied whole. Cost O(n). */
 static void ob_escaped(obuf *b, const char *s, size_t n, uint32_t esc) {
   static const char hex[] = "0123456789ABCDEF";
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    const char *rep = NULL;
+  const unsigned char *t = esc_table[esc < 4 ? esc : 0];
+  size_t i = 0;
+  while (i < n) {
+    size_t run = i;
+    while (run < n && !t[(unsigned char)s[run]]) run++;
+    ob_put(b, s + i, run - i);
+    if (run == n) return;
+    unsigned char c = (unsigned char)s[run];
     char tmp[8];
-    switch (esc) {
-    case SK_ESC_HTML:
-      rep = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '"' ? "&quot;" : c == '\'' ? "&#39;" : NULL;
-      break;
-    case SK_ESC_JSON:
+    const char *rep = tmp;
+    if (esc == SK_ESC_HTML) {
+      rep = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '"' ? "&quot;" : "&#39;";
+    } else if (esc == SK_ESC_JSON) {
       if (c == '"') rep = "\\\"";
       else if (c == '\\') rep = "\\\\";
       else if (c == '\n') rep = "\\n";
       else if (c == '\r') rep = "\\r";
       else if (c == '\t') rep = "\\t";
-      else if (c < 0x20) {
-        snprintf(tmp, sizeof tmp, "\\u%04x", c);
-        rep = tmp;
-      }
-      break;
-    case SK_ESC_URL:
-      if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-            c == '.' || c == '~')) {
-        tmp[0] = '%';
-        tmp[1] = hex[c >> 4];
-        tmp[2] = hex[c & 15];
-        tmp[3] = 0;
-        rep = tmp;
-      }
-      break;
-    default:
-      break;
-    }
-    if (rep) {
-      ob_put(b, s + i - run, run);
-      run = 0;
-      ob_put(b, rep, strlen(rep));
+      else snprintf(tmp, sizeof tmp, "\\u%04x", c);
     } else {
-      run++;
+      tmp[0] = '%';
+      tmp[1] = hex[c >> 4];
+      tmp[2] = hex[c & 15];
+      tmp[3] = 0;
     }
+    ob_put(b, rep, strlen(rep));
+    i = run + 1;
   }
-  ob_put(b, s + n - run, run);
 }
 
 /* ISO 8601 in UTC with milliseconds: 2026-01-05T09:03:00.000Z. */
@@ -186,15 +221,21 @@ static void format_now(int64_t ms, char out[48]) {
  * Renders template t (global index) of loop `lp` over inst's registers into a new string. On a missing
  * value without a default returns NULL and says which in reason. Cost O(output).
  */
-static sk_string *render(sk_vm *vm, const sk_inst *inst, uint32_t t, char *reason, size_t rcap) {
+static sk_string *render(sk_vm *vm, const sk_inst *inst, uint32_t t, char *reason, size_t rcap, int slot) {
   const sk_module *m = vm->m;
   const sk_tmpl_rec *tr = &m->tmpls[t];
-  /* A single literal or a single bare register needs no copy. */
+  /* A single literal, or a single placeholder that needs no escaping, is the value itself: no copy. */
   if (tr->seg_count == 1) {
     const sk_seg_rec *s = &m->segs[tr->seg_first];
     if (s->kind == SK_SEG_LIT) return sk_str_ref(vm->seg_lit[tr->seg_first]);
-    if (s->kind == SK_SEG_VAR && s->str == SK_NONE && tr->escape == SK_ESC_NONE && inst->regs[s->reg].tag == SK_VAL_STR)
-      return sk_str_ref(inst->regs[s->reg].u.s);
+    if (s->kind == SK_SEG_VAR && tr->escape == SK_ESC_NONE) {
+      const sk_val *v = &inst->regs[s->reg];
+      sk_string *val = NULL;
+      if (s->str == SK_NONE && (v->tag == SK_VAL_STR || v->tag == SK_VAL_ROW)) val = sk_str_ref(v->u.s);
+      else if (s->str != SK_NONE && v->tag == SK_VAL_ROW) val = vm->ops->row_field(vm->ud, v->table, v->u.s, sk_str(m, s->str));
+      if (val && val->len > 0) return val;
+      sk_str_unref(val);
+    }
   }
   if (tr->seg_count == 0) return sk_str_new("", 0);
   obuf b = {vm->buf, 0, vm->cap, 0};
@@ -248,7 +289,26 @@ static sk_string *render(sk_vm *vm, const sk_inst *inst, uint32_t t, char *reaso
     snprintf(reason, rcap, "out of memory rendering %s", sk_str(m, tr->name_str));
     return NULL;
   }
-  return sk_str_new(b.p ? b.p : "", b.len);
+  if (slot < 0 || slot >= 64) return sk_str_new(b.p ? b.p : "", b.len);
+  /* Into the slot's scratch string, unless a runtime kept a reference to it: then a fresh one. */
+  sk_string *sc = vm->scratch[slot];
+  if (!sc || sc->refs != 1 || vm->scratch_cap[slot] < b.len) {
+    size_t cap = b.len < 256 ? 256 : b.len * 2;
+    sk_string *n = malloc(sizeof *n + cap + 1);
+    if (!n) {
+      snprintf(reason, rcap, "out of memory rendering %s", sk_str(m, tr->name_str));
+      return NULL;
+    }
+    n->refs = 1;
+    sk_str_unref(sc);
+    vm->scratch[slot] = sc = n;
+    vm->scratch_cap[slot] = cap;
+  }
+  if (b.len) memcpy(sc->data, b.p, b.len);
+  sc->data[b.len] = 0;
+  sc->len = (uint32_t)b.len;
+  sc->hash = 0; /* computed when first needed: a rendered body is rarely compared */
+  return sk_str_ref(sc);
 }
 
 /* ---- conditions and effects ---- */
@@ -272,7 +332,7 @@ static void eval_cond(sk_vm *vm, sk_inst *inst, uint32_t c, cond_eval *ce, char 
   uint32_t n = cr->fld_count < SK_MAX_FIELDS ? cr->fld_count : SK_MAX_FIELDS;
   memset(ce, 0, sizeof *ce);
   for (uint32_t i = 0; i < n; i++) {
-    vals[i] = render(vm, inst, lp->tmpl_first + m->fields[cr->fld_first + i].tmpl, reason, rcap);
+    vals[i] = render(vm, inst, lp->tmpl_first + m->fields[cr->fld_first + i].tmpl, reason, rcap, (int)i);
     if (!vals[i]) {
       for (uint32_t k = 0; k < i; k++) sk_str_unref(vals[k]);
       ce->failed = 1;
@@ -319,7 +379,7 @@ static int do_effect(sk_vm *vm, sk_inst *inst, uint32_t a, uint32_t e, sk_exec_r
   for (uint32_t i = 0; i < n; i++) {
     const sk_field_rec *f = &m->fields[er->fld_first + i];
     fv[i].name = sk_str(m, f->name_str);
-    fv[i].value = render(vm, inst, lp->tmpl_first + f->tmpl, r->reason, sizeof r->reason);
+    fv[i].value = render(vm, inst, lp->tmpl_first + f->tmpl, r->reason, sizeof r->reason, (int)i);
     if (!fv[i].value) {
       for (uint32_t k = 0; k < i; k++) sk_str_unref(fv[k].value);
       r->status = SK_EXEC_FAIL;
@@ -329,7 +389,10 @@ static int do_effect(sk_vm *vm, sk_inst *inst, uint32_t a, uint32_t e, sk_exec_r
   sk_effect_call call = {m, inst->loop, inst, er, fv, n, {0}, inst->attempts + 1};
   const sk_string *subj = inst->regs[0].u.s;
   uint64_t key = XXH3_64bits_withSeed(subj ? subj->data : "", subj ? subj->len : 0, er->key_seed);
-  snprintf(call.idempotency_key, sizeof call.idempotency_key, "sk_%016" PRIx64, key);
+  static const char hex[] = "0123456789abcdef";
+  memcpy(call.idempotency_key, "sk_", 3);
+  for (int k = 0; k < 16; k++) call.idempotency_key[3 + k] = hex[(key >> (60 - 4 * k)) & 15];
+  call.idempotency_key[19] = 0;
   trace(vm, inst, SK_TR_ACTION_ATTEMPT, er->step, &call, NULL, 0);
   sk_io io = {0};
   if (er->kind == SK_EFFECT_REDIS) {
@@ -545,7 +608,7 @@ sk_exec_status sk_exec(sk_vm *vm, sk_inst *inst, sk_exec_result *r) {
       /* Opcode: RENDER A Bx. R[A] := template Bx rendered over the registers. A missing value without a
          default fails the instance (permanent: dead letter with the placeholder named). */
       vmcase(RENDER) {
-        sk_string *s = render(vm, inst, lp->tmpl_first + SK_GETARG_Bx(i), r->reason, sizeof r->reason);
+        sk_string *s = render(vm, inst, lp->tmpl_first + SK_GETARG_Bx(i), r->reason, sizeof r->reason, -1);
         if (!s) {
           inst->pc = pc;
           r->status = SK_EXEC_FAIL;

@@ -16,9 +16,64 @@
 #include <string.h>
 #include <xxhash.h>
 
+/* ---- the store's strings: an arena ---- */
+
+/* Row ids, field names and values, index and idempotency keys live as long as the store: they come from
+   64 KiB blocks, are never freed one by one (SK_STR_IMMORTAL), and go with the store. A value replaced
+   by an update stays in its block until then: the simulator's runs are bounded. */
+typedef struct ablock { struct ablock *next; size_t used, cap; max_align_t data[]; } ablock;
+typedef struct { ablock *head; } sarena;
+
+static sk_string *arena_str(sarena *a, const char *p, size_t len) {
+  size_t need = (sizeof(sk_string) + len + 1 + 15u) & ~(size_t)15u;
+  if (!a->head || a->head->cap - a->head->used < need) {
+    size_t cap = need > 65536 ? need : 65536;
+    ablock *b = malloc(sizeof *b + cap);
+    if (!b) return NULL;
+    b->next = a->head;
+    b->used = 0;
+    b->cap = cap;
+    a->head = b;
+  }
+  sk_string *str = (sk_string *)((char *)a->head->data + a->head->used);
+  a->head->used += need;
+  str->refs = SK_STR_IMMORTAL;
+  str->len = (uint32_t)len;
+  if (len) memcpy(str->data, p, len);
+  str->data[len] = 0;
+  str->hash = 0; /* on first use (sk_str_hash): the map that finds it keeps its own */
+  return str;
+}
+
+/* Zeroed memory from the arena (rows, index entries): freed with the store. */
+static void *arena_alloc(sarena *a, size_t n) {
+  n = (n + 15u) & ~(size_t)15u;
+  if (!a->head || a->head->cap - a->head->used < n) {
+    size_t cap = n > 65536 ? n : 65536;
+    ablock *b = malloc(sizeof *b + cap);
+    if (!b) return NULL;
+    b->next = a->head;
+    b->used = 0;
+    b->cap = cap;
+    a->head = b;
+  }
+  void *p = (char *)a->head->data + a->head->used;
+  a->head->used += n;
+  memset(p, 0, n);
+  return p;
+}
+
+static void arena_free(sarena *a) {
+  for (ablock *b = a->head, *n; b; b = n) {
+    n = b->next;
+    free(b);
+  }
+  a->head = NULL;
+}
+
 /* ---- a string-keyed map (open addressing, linear probing) ---- */
 
-typedef struct { sk_string *key; void *val; } smap_ent;
+typedef struct { uint64_t hash; sk_string *key; void *val; } smap_ent; /* hash: the key's, cached */
 typedef struct { smap_ent *v; size_t n, cap; } smap;
 
 static int smap_grow(smap *m) {
@@ -27,7 +82,7 @@ static int smap_grow(smap *m) {
   if (!nv) return -1;
   for (size_t i = 0; i < m->cap; i++) {
     if (!m->v[i].key) continue;
-    size_t j = m->v[i].key->hash & (nc - 1);
+    size_t j = m->v[i].hash & (nc - 1);
     while (nv[j].key) j = (j + 1) & (nc - 1);
     nv[j] = m->v[i];
   }
@@ -42,7 +97,7 @@ static smap_ent *smap_slot(smap *m, const char *k, size_t len, uint64_t h) {
   size_t mask = m->cap - 1;
   for (size_t j = h & mask;; j = (j + 1) & mask) {
     smap_ent *e = &m->v[j];
-    if (!e->key || (e->key->hash == h && e->key->len == len && memcmp(e->key->data, k, len) == 0)) return e;
+    if (!e->key || (e->hash == h && e->key->len == len && memcmp(e->key->data, k, len) == 0)) return e;
   }
 }
 
@@ -52,13 +107,15 @@ static void *smap_get(smap *m, const char *k, size_t len) {
   return e->key ? e->val : NULL;
 }
 
-/* Finds or inserts key; returns the entry (val NULL when new), or NULL when memory runs out. */
-static smap_ent *smap_upsert(smap *m, const char *k, size_t len) {
+/* Finds or inserts key (a new key's string comes from arena a); returns the entry (val NULL when new), or
+   NULL when memory runs out. */
+static smap_ent *smap_upsert(smap *m, sarena *a, const char *k, size_t len) {
   if ((m->n + 1) * 2 > m->cap && smap_grow(m) != 0) return NULL;
   uint64_t h = XXH3_64bits(k, len);
   smap_ent *e = smap_slot(m, k, len, h);
   if (!e->key) {
-    if (!(e->key = sk_str_new(k, len))) return NULL;
+    if (!(e->key = arena_str(a, k, len))) return NULL;
+    e->hash = h;
     e->val = NULL;
     m->n++;
   }
@@ -80,7 +137,7 @@ static void *smap_del(smap *m, const char *k, size_t len) {
     for (;;) {
       i = (i + 1) & mask;
       if (!m->v[i].key) return val;
-      size_t home = m->v[i].key->hash & mask;
+      size_t home = m->v[i].hash & mask;
       if ((i > j && (home <= j || home > i)) || (i < j && home <= j && home > i)) break;
     }
     m->v[j] = m->v[i];
@@ -101,7 +158,10 @@ static void smap_free(smap *m, void (*free_val)(void *)) {
 
 /* ---- the store ---- */
 
-typedef struct { sk_string *id; json_t *obj; uint64_t seq; } row_ent;
+/* A row: its fields as (interned name, value) pairs. Values that were not JSON strings are kept as
+   their JSON text; a template reads a field without copying it. */
+typedef struct { sk_string *name, *value; } field_t;
+typedef struct { sk_string *id; uint64_t seq; uint32_t n, cap; field_t *f; } row_ent;
 typedef struct { uint32_t count; uint64_t first_seq; sk_string *first; } idx_ent;
 
 typedef struct {
@@ -119,12 +179,14 @@ typedef struct { char provider[16]; int status; uint32_t left; int64_t retry_aft
 
 struct sk_memstore {
   const sk_module *m;
+  sarena arena;
   int64_t now;
   uint64_t seq, sent, ids;
   struct { table_t *v; size_t n, cap; } tables;
   index_t *indexes;
   smap redis;
   smap idem;        /* idempotency key -> result id */
+  smap names;       /* interned field names */
   struct { fault *v; size_t n, cap; } faults;
   void (*trace_fn)(void *, const sk_trace *);
   void *trace_ud;
@@ -193,20 +255,9 @@ fail:
   return NULL;
 }
 
-static void free_row(void *p) {
-  row_ent *r = p;
-  if (!r) return;
-  sk_str_unref(r->id);
-  json_decref(r->obj);
-  free(r);
-}
 
-static void free_idx(void *p) {
-  idx_ent *e = p;
-  if (!e) return;
-  sk_str_unref(e->first);
-  free(e);
-}
+
+
 
 static void free_rval(void *p) {
   rval *v = p;
@@ -219,20 +270,22 @@ static void free_rval(void *p) {
 void sk_memstore_free(sk_memstore *s) {
   if (!s) return;
   for (size_t i = 0; i < s->tables.n; i++) {
-    smap_free(&s->tables.v[i].rows, free_row);
+    smap_free(&s->tables.v[i].rows, NULL); /* rows are the arena's */
     free(s->tables.v[i].name);
   }
   free(s->tables.v);
   for (uint32_t i = 0; s->indexes && i < s->m->nshapes; i++) {
     for (uint32_t c = 0; s->indexes[i].cols && c < s->indexes[i].ncols; c++) free(s->indexes[i].cols[c]);
     free(s->indexes[i].cols);
-    smap_free(&s->indexes[i].idx, free_idx);
+    smap_free(&s->indexes[i].idx, NULL);
   }
   free(s->indexes);
   smap_free(&s->redis, free_rval);
   smap_free(&s->idem, (void (*)(void *))sk_str_unref);
+  smap_free(&s->names, NULL);
   free(s->faults.v);
   free(s->email_from);
+  arena_free(&s->arena);
   free(s);
 }
 
@@ -269,23 +322,46 @@ static sk_string *json_text(const json_t *v) {
   }
 }
 
-/* Field `path` of a row: a plain field name, or a dotted path into nested objects (JSON rows). */
-static const json_t *row_get(const json_t *obj, const char *path) {
-  const json_t *v = json_object_get(obj, path);
-  if (v || !strchr(path, '.')) return v;
+/* The value of field `name` of r (borrowed), or NULL. Rows have few fields: a scan beats a map. */
+static sk_string *row_value(const row_ent *r, const char *name) {
+  for (uint32_t i = 0; i < r->n; i++)
+    if (strcmp(r->f[i].name->data, name) == 0) return r->f[i].value;
+  return NULL;
+}
+
+/* Field `path` of a row as a new reference: a plain field name, or a dotted path into a field that
+   holds a JSON object (JSON rows). NULL when missing or null. */
+static sk_string *row_field_path(const row_ent *r, const char *path) {
+  sk_string *v = row_value(r, path);
+  if (v) return sk_str_ref(v);
+  const char *dot = strchr(path, '.');
+  if (!dot) return NULL;
+  char head[256];
+  size_t hl = (size_t)(dot - path);
+  if (hl >= sizeof head) return NULL;
+  memcpy(head, path, hl);
+  head[hl] = 0;
+  v = row_value(r, head);
+  if (!v || v->len == 0 || v->data[0] != '{') return NULL;
+  json_t *obj = json_loadb(v->data, v->len, 0, NULL);
+  const json_t *cur = obj;
+  const char *p = dot + 1;
   char part[256];
-  const char *p = path;
-  v = obj;
-  while (v && *p) {
-    const char *dot = strchr(p, '.');
-    size_t len = dot ? (size_t)(dot - p) : strlen(p);
-    if (len >= sizeof part) return NULL;
+  while (cur && *p) {
+    const char *d = strchr(p, '.');
+    size_t len = d ? (size_t)(d - p) : strlen(p);
+    if (len >= sizeof part) {
+      cur = NULL;
+      break;
+    }
     memcpy(part, p, len);
     part[len] = 0;
-    v = json_is_object(v) ? json_object_get(v, part) : NULL;
-    p += len + (dot ? 1 : 0);
+    cur = json_is_object(cur) ? json_object_get(cur, part) : NULL;
+    p += len + (d ? 1 : 0);
   }
-  return v;
+  sk_string *out = cur ? json_text(cur) : NULL;
+  json_decref(obj);
+  return out;
 }
 
 static sk_string *ms_row_field(void *ud, uint32_t table, const sk_string *id, const char *field) {
@@ -293,17 +369,48 @@ static sk_string *ms_row_field(void *ud, uint32_t table, const sk_string *id, co
   table_t *t = table_at(s, table);
   if (!t || !id) return NULL;
   row_ent *r = smap_get(&t->rows, id->data, id->len);
-  if (!r) return NULL;
-  const json_t *v = row_get(r->obj, field);
-  return v ? json_text(v) : NULL;
+  return r ? row_field_path(r, field) : NULL;
+}
+
+static void row_unset(row_ent *r, const char *name) {
+  for (uint32_t i = 0; i < r->n; i++)
+    if (strcmp(r->f[i].name->data, name) == 0) {
+      sk_str_unref(r->f[i].name);
+      sk_str_unref(r->f[i].value);
+      r->f[i] = r->f[--r->n];
+      return;
+    }
+}
+
+/* Sets field name of r to value (takes the reference to value). Returns 0, or -1 out of memory. */
+static int row_set(sk_memstore *s, row_ent *r, const char *name, size_t nlen, sk_string *value) {
+  for (uint32_t i = 0; i < r->n; i++)
+    if (r->f[i].name->len == nlen && memcmp(r->f[i].name->data, name, nlen) == 0) {
+      sk_str_unref(r->f[i].value);
+      r->f[i].value = value;
+      return 0;
+    }
+  smap_ent *e = smap_upsert(&s->names, &s->arena, name, nlen);
+  if (!e) return -1;
+  if (r->n == r->cap) { /* a bigger array from the arena; the old one stays there until the end */
+    uint32_t nc = r->cap ? r->cap * 2 : 4;
+    field_t *nf = arena_alloc(&s->arena, nc * sizeof *nf);
+    if (!nf) return -1;
+    if (r->n) memcpy(nf, r->f, r->n * sizeof *nf);
+    r->f = nf;
+    r->cap = nc;
+  }
+  r->f[r->n].name = sk_str_ref(e->key);
+  r->f[r->n].value = value;
+  r->n++;
+  return 0;
 }
 
 /* The index key of a row for shape ix, in buf; 0 when a column is missing. */
-static int index_key(const index_t *ix, const json_t *obj, char *buf, size_t cap, size_t *len) {
+static int index_key(const index_t *ix, const row_ent *r, char *buf, size_t cap, size_t *len) {
   size_t n = 0;
   for (uint32_t c = 0; c < ix->ncols; c++) {
-    const json_t *v = row_get(obj, ix->cols[c]);
-    sk_string *t = v ? json_text(v) : NULL;
+    sk_string *t = row_field_path(r, ix->cols[c]);
     if (!t) return 0;
     if (n + t->len + 1 >= cap) {
       sk_str_unref(t);
@@ -325,18 +432,18 @@ static row_ent *rescan_first(table_t *t, const index_t *ix, const char *key, siz
   size_t len;
   for (size_t i = 0; i < t->rows.cap; i++) {
     row_ent *r = t->rows.v[i].key ? t->rows.v[i].val : NULL;
-    if (!r || !index_key(ix, r->obj, buf, sizeof buf, &len) || len != klen || memcmp(buf, key, len) != 0) continue;
+    if (!r || !index_key(ix, r, buf, sizeof buf, &len) || len != klen || memcmp(buf, key, len) != 0) continue;
     if (!best || r->seq < best->seq) best = r;
   }
   return best;
 }
 
-static void index_remove(table_t *t, index_t *ix, const char *key, size_t len, const row_ent *row) {
-  smap_ent *e = smap_upsert(&ix->idx, key, len);
+static void index_remove(sk_memstore *s, table_t *t, index_t *ix, const char *key, size_t len, const row_ent *row) {
+  smap_ent *e = smap_upsert(&ix->idx, &s->arena, key, len);
   idx_ent *ie = e ? e->val : NULL;
   if (!ie) return;
   if (--ie->count == 0) {
-    free_idx(smap_del(&ix->idx, key, len));
+    smap_del(&ix->idx, key, len); /* the entry is the arena's */
     return;
   }
   if (ie->first && sk_str_eq(ie->first, row->id)) {
@@ -350,12 +457,12 @@ static void index_remove(table_t *t, index_t *ix, const char *key, size_t len, c
   }
 }
 
-static void index_add(index_t *ix, const char *key, size_t len, const row_ent *row) {
-  smap_ent *e = smap_upsert(&ix->idx, key, len);
+static void index_add(sk_memstore *s, index_t *ix, const char *key, size_t len, const row_ent *row) {
+  smap_ent *e = smap_upsert(&ix->idx, &s->arena, key, len);
   if (!e) return;
   idx_ent *ie = e->val;
   if (!ie) {
-    if (!(ie = calloc(1, sizeof *ie))) return;
+    if (!(ie = arena_alloc(&s->arena, sizeof *ie))) return;
     e->val = ie;
   }
   ie->count++;
@@ -366,26 +473,20 @@ static void index_add(index_t *ix, const char *key, size_t len, const row_ent *r
   }
 }
 
-int sk_memstore_put(sk_memstore *s, const char *table, const char *id, json_t *row, uint32_t *kind,
-                    uint32_t *table_index) {
-  if (!json_is_object(row)) return -1;
+/* Writes row `id` of `table`: field names[i] := values[i] (lens[i] bytes, copied into the store's
+   arena; a NULL value removes the field). The shared part of sk_memstore_put and _put_values. */
+static int put_row(sk_memstore *s, const char *table, const char *id, const char *const *names,
+                   const char *const *values, const size_t *lens, size_t n, uint32_t *kind, uint32_t *table_index) {
   table_t *t = table_named(s, table, 1);
-  if (!t) return -1;
-  size_t idlen = strlen(id);
-  smap_ent *e = smap_upsert(&t->rows, id, idlen);
+  smap_ent *e = t ? smap_upsert(&t->rows, &s->arena, id, strlen(id)) : NULL;
   if (!e) return -1;
   row_ent *r = e->val;
-  char oldk[4096], newk[4096];
-  size_t oldl = 0, newl = 0;
+  char key[4096];
+  size_t klen = 0;
   uint32_t nshapes = t->index == UINT32_MAX ? 0 : s->m->nshapes;
-  int *had = nshapes ? calloc(nshapes, sizeof *had) : NULL;
   if (!r) {
-    if (!(r = calloc(1, sizeof *r))) {
-      free(had);
-      return -1;
-    }
-    r->id = sk_str_ref(e->key);
-    r->obj = json_object();
+    if (!(r = arena_alloc(&s->arena, sizeof *r))) return -1;
+    r->id = e->key;
     r->seq = ++s->seq;
     e->val = r;
     *kind = SK_EVENT_INSERT;
@@ -394,20 +495,63 @@ int sk_memstore_put(sk_memstore *s, const char *table, const char *id, json_t *r
     /* take the row out of the indexes it is in, then put it back with its new values */
     for (uint32_t i = 0; i < nshapes; i++) {
       index_t *ix = &s->indexes[i];
-      if (ix->table != t->index || !index_key(ix, r->obj, oldk, sizeof oldk, &oldl)) continue;
-      index_remove(t, ix, oldk, oldl, r);
-      had[i] = 1;
+      if (ix->table == t->index && index_key(ix, r, key, sizeof key, &klen)) index_remove(s, t, ix, key, klen, r);
     }
   }
-  json_object_update(r->obj, row);
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (!values[i]) {
+      row_unset(r, names[i]);
+      continue;
+    }
+    sk_string *v = arena_str(&s->arena, values[i], lens[i]);
+    rc = v ? row_set(s, r, names[i], strlen(names[i]), v) : -1;
+  }
   for (uint32_t i = 0; i < nshapes; i++) {
     index_t *ix = &s->indexes[i];
-    if (ix->table != t->index || !index_key(ix, r->obj, newk, sizeof newk, &newl)) continue;
-    index_add(ix, newk, newl, r);
+    if (ix->table == t->index && index_key(ix, r, key, sizeof key, &klen)) index_add(s, ix, key, klen, r);
   }
-  free(had);
   *table_index = t->index;
-  return 0;
+  return rc;
+}
+
+int sk_memstore_put(sk_memstore *s, const char *table, const char *id, json_t *row, uint32_t *kind,
+                    uint32_t *table_index) {
+  if (!json_is_object(row)) return -1;
+  size_t n = json_object_size(row), i = 0;
+  const char **names = calloc(n + 1, sizeof *names);
+  const char **values = calloc(n + 1, sizeof *values);
+  size_t *lens = calloc(n + 1, sizeof *lens);
+  sk_string **texts = calloc(n + 1, sizeof *texts);
+  int rc = -1;
+  if (names && values && lens && texts) {
+    const char *name;
+    json_t *v;
+    int bad = 0;
+    json_object_foreach(row, name, v) {
+      names[i] = name;
+      if (!json_is_null(v)) { /* null removes the field: missing again */
+        texts[i] = json_text(v);
+        bad |= !texts[i];
+        values[i] = texts[i] ? texts[i]->data : NULL;
+        lens[i] = texts[i] ? texts[i]->len : 0;
+      }
+      i++;
+    }
+    if (!bad) rc = put_row(s, table, id, names, values, lens, n, kind, table_index);
+  }
+  for (size_t k = 0; texts && k < n; k++) sk_str_unref(texts[k]);
+  free(names);
+  free(values);
+  free(lens);
+  free(texts);
+  return rc;
+}
+
+int sk_memstore_put_values(sk_memstore *s, const char *table, const char *id, const char *const *names,
+                           const char *const *values, const size_t *lens, size_t n, uint32_t *kind,
+                           uint32_t *table_index) {
+  return put_row(s, table, id, names, values, lens, n, kind, table_index);
 }
 
 sk_string *sk_memstore_row_id(sk_memstore *s, uint32_t table_index, const char *id) {
@@ -480,16 +624,22 @@ static void ms_effect(void *ud, const sk_effect_call *call, sk_io *out) {
   const char *provider = call->effect->kind == SK_EFFECT_EMAIL ? sk_provider_name(call->effect->provider) : "webhook";
   if (take_fault(s, provider, out)) return;
   /* Resend keeps an Idempotency-Key for 24 hours: the same key answers with the same email. */
-  smap_ent *e = smap_upsert(&s->idem, call->idempotency_key, strlen(call->idempotency_key));
+  smap_ent *e = smap_upsert(&s->idem, &s->arena, call->idempotency_key, strlen(call->idempotency_key));
   if (!e) {
     out->transient = 1;
     snprintf(out->reason, sizeof out->reason, "%s: out of memory", provider);
     return;
   }
   if (!e->val) {
-    char id[64];
-    snprintf(id, sizeof id, "sim_%s_%" PRIu64, provider, ++s->ids);
-    e->val = sk_str_from(id);
+    char id[64], digits[24];
+    size_t k = sizeof digits, pl = strlen(provider);
+    uint64_t v = ++s->ids;
+    do digits[--k] = (char)('0' + v % 10); while ((v /= 10) > 0);
+    memcpy(id, "sim_", 4);
+    memcpy(id + 4, provider, pl);
+    id[4 + pl] = '_';
+    memcpy(id + 5 + pl, digits + k, sizeof digits - k);
+    e->val = arena_str(&s->arena, id, 5 + pl + sizeof digits - k);
     s->sent++;
   }
   out->ok = 1;
@@ -500,7 +650,7 @@ static void ms_effect(void *ud, const sk_effect_call *call, sk_io *out) {
 
 static rval *rv_get(sk_memstore *s, const sk_string *k, rv_type type, int create, int *wrong) {
   *wrong = 0;
-  smap_ent *e = create ? smap_upsert(&s->redis, k->data, k->len) : NULL;
+  smap_ent *e = create ? smap_upsert(&s->redis, &s->arena, k->data, k->len) : NULL;
   rval *v = create ? (e ? e->val : NULL) : smap_get(&s->redis, k->data, k->len);
   if (v && v->type != type) {
     *wrong = 1;
@@ -579,7 +729,7 @@ static void redis_exec(sk_memstore *s, sk_string *const *argv, uint32_t argc, sk
     v = rv_get(s, argv[1], hash ? RV_HASH : RV_SET, 1, &wrong);
     int64_t added = 0;
     for (uint32_t i = 2; v && i < argc; i += hash ? 2 : 1) {
-      smap_ent *e = smap_upsert(&v->m, argv[i]->data, argv[i]->len);
+      smap_ent *e = smap_upsert(&v->m, &s->arena, argv[i]->data, argv[i]->len);
       if (!e) break;
       added += e->val == NULL;
       sk_str_unref(e->val);

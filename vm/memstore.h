@@ -42,6 +42,12 @@ void sk_memstore_set_email_from(sk_memstore *s, const char *from);
 int sk_memstore_put(sk_memstore *s, const char *table, const char *id, json_t *row, uint32_t *kind,
                     uint32_t *table_index);
 
+/* The same without JSON: field names[i] := values[i], lens[i] bytes (copied; a NULL value removes the
+   field). For generated rows, where building JSON would cost more than the write. */
+int sk_memstore_put_values(sk_memstore *s, const char *table, const char *id, const char *const *names,
+                           const char *const *values, const size_t *lens, size_t n, uint32_t *kind,
+                           uint32_t *table_index);
+
 /* The id string the store keeps for a row (shared with instances), or NULL. */
 sk_string *sk_memstore_row_id(sk_memstore *s, uint32_t table_index, const char *id);
 

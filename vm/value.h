@@ -13,20 +13,27 @@
 typedef struct sk_string {
   uint32_t refs;
   uint32_t len;
-  uint64_t hash;   /* xxh3-64 of the bytes, computed at creation */
+  uint64_t hash;   /* xxh3-64 of the bytes; 0 until computed (read it with sk_str_hash) */
   char data[];     /* len bytes and a NUL */
 } sk_string;
+
+/* A string whose memory belongs to something bigger (a store's arena): references are not counted and
+   it is never freed on its own. Marked by this bit in refs. */
+#define SK_STR_IMMORTAL 0x80000000u
 
 /* A new string with one reference; NULL when memory runs out. Cost O(len). */
 sk_string *sk_str_new(const char *s, size_t len);
 sk_string *sk_str_from(const char *s);
 static inline sk_string *sk_str_ref(sk_string *s) {
-  if (s) s->refs++;
+  if (s && !(s->refs & SK_STR_IMMORTAL)) s->refs++;
   return s;
 }
 void sk_str_unref(sk_string *s);
+/* The string's hash, computed on first use (strings rendered into scratch buffers skip it). */
+uint64_t sk_str_hash(const sk_string *s);
 static inline int sk_str_eq(const sk_string *a, const sk_string *b) {
-  return a == b || (a && b && a->hash == b->hash && a->len == b->len && __builtin_memcmp(a->data, b->data, a->len) == 0);
+  return a == b || (a && b && a->len == b->len && sk_str_hash(a) == sk_str_hash(b) &&
+                    __builtin_memcmp(a->data, b->data, a->len) == 0);
 }
 
 typedef enum { SK_VAL_NIL = 0, SK_VAL_INT, SK_VAL_STR, SK_VAL_ROW } sk_val_tag;
