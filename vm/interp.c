@@ -91,18 +91,24 @@ void sk_vm_trace(sk_vm *vm, const sk_trace *t) {
   if (vm->ops->trace) vm->ops->trace(vm->ud, t);
 }
 
+/* A 64-bit mixer (the finaliser of splitmix64 / MurmurHash3): wake-up keys combine strings' cached
+   hashes with it instead of hashing bytes again. A collision only wakes an instance that re-checks. */
+static inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 uint64_t sk_index_key(uint32_t shape, sk_string *const *values, uint32_t n) {
-  uint64_t h = XXH3_64bits_withSeed(&shape, sizeof shape, 0x736b2d696478ull);
-  for (uint32_t i = 0; i < n; i++) {
-    uint64_t part[2] = {values[i] ? sk_str_hash(values[i]) : 0, values[i] ? values[i]->len : UINT64_MAX};
-    h = XXH3_64bits_withSeed(part, sizeof part, h);
-  }
+  uint64_t h = mix64(0x736b2d696478ull + shape);
+  for (uint32_t i = 0; i < n; i++)
+    h = mix64(h ^ (values[i] ? sk_str_hash(values[i]) + values[i]->len : 0x9E3779B97F4A7C15ull));
   return h ? h : 1;
 }
 
 uint64_t sk_event_key(uint32_t table, uint32_t kind, const sk_string *subject) {
-  uint64_t part[4] = {table, kind, subject ? sk_str_hash(subject) : 0, subject ? subject->len : 0};
-  uint64_t h = XXH3_64bits_withSeed(part, sizeof part, 0x736b2d657674ull);
+  uint64_t h = mix64(0x736b2d657674ull + ((uint64_t)table << 8) + kind);
+  h = mix64(h ^ (subject ? sk_str_hash(subject) + subject->len : 0));
   return h ? h : 1;
 }
 

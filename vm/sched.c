@@ -5,8 +5,9 @@
  *     pair that was started, so a trigger delivered twice (or after the instance ended) starts nothing;
  *   - a binary min-heap of timers (deadline, then the order they were set), each instance in it at most
  *     once (it knows its heap position, so a wake-up by key cancels its deadline in O(log n));
- *   - waiters: an open-addressing map from a 64-bit wake-up key to a doubly linked list of instances
- *     threaded through the instances themselves (no allocation per wait);
+ *   - waiters: a chained hash from a 64-bit wake-up key to the instances waiting on it, the chains
+ *     threaded through the instances themselves (4 bytes of bucket per waiting instance, no allocation
+ *     per wait);
  *   - a FIFO run queue;
  *   - the recovery policy: retries with exponential / linear / fixed backoff from `delay`, capped at
  *     `maxDelay`, "equal jitter" drawn from a seeded generator, and a provider's Retry-After when it is
@@ -25,7 +26,6 @@
 #include "vm.h"
 
 typedef struct { int64_t at; uint32_t id; uint32_t seq; } timer_ent;
-typedef struct { uint64_t key; uint32_t head; uint32_t pad; } wait_ent;   /* head: instance id + 1 */
 typedef struct { uint64_t lo, hi; } seen_ent;
 
 typedef struct {
@@ -54,7 +54,9 @@ struct sk_sched {
   struct { uint32_t *v; uint32_t n, cap; } free_ids;
   struct { timer_ent *v; uint32_t n, cap; } heap;
   uint32_t timer_seq;
-  struct { wait_ent *v; uint32_t n, cap; } waiters;   /* cap is a power of two */
+  /* waiters: a chained hash whose chains run through the instances (wait_next / wait_prev): bucket
+     heads are instance id + 1, 0 when empty; cap is a power of two, n the waiting instances */
+  struct { uint32_t *v; uint32_t n, cap; } waiters;
   struct { seen_ent *v; uint64_t n, cap; } seen;
   struct { uint32_t *v; uint32_t head, n, cap; } queue;
   struct { ev_kind *v; uint32_t n, cap; } evkinds;
@@ -152,18 +154,10 @@ int64_t sk_sched_next_timer(const sk_sched *s) { return s->heap.n ? s->heap.v[0]
 
 /* ---- waiters ---- */
 
-static uint32_t wmap_find(const sk_sched *s, uint64_t key) {
-  if (!s->waiters.cap) return UINT32_MAX;
-  uint32_t mask = s->waiters.cap - 1;
-  for (uint32_t j = (uint32_t)key & mask;; j = (j + 1) & mask) {
-    if (s->waiters.v[j].key == key) return j;
-    if (!s->waiters.v[j].key) return UINT32_MAX;
-  }
-}
-
+/* Rebuilds the buckets at twice the size (every waiting instance is re-linked). Cost O(waiting). */
 static void wmap_grow(sk_sched *s) {
   uint32_t oc = s->waiters.cap;
-  wait_ent *old = s->waiters.v;
+  uint32_t *old = s->waiters.v;
   s->waiters.cap = oc ? oc * 2 : 1024;
   s->waiters.v = calloc(s->waiters.cap, sizeof *s->waiters.v);
   if (!s->waiters.v) {
@@ -171,66 +165,40 @@ static void wmap_grow(sk_sched *s) {
     abort();
   }
   uint32_t mask = s->waiters.cap - 1;
-  for (uint32_t i = 0; i < oc; i++) {
-    if (!old[i].key) continue;
-    uint32_t j = (uint32_t)old[i].key & mask;
-    while (s->waiters.v[j].key) j = (j + 1) & mask;
-    s->waiters.v[j] = old[i];
+  for (uint32_t b = 0; b < oc; b++) {
+    for (uint32_t next = old[b]; next;) {
+      sk_inst *in = s->insts.v[next - 1];
+      next = in->wait_next;
+      uint32_t *head = &s->waiters.v[(uint32_t)in->wait_key & mask];
+      in->wait_prev = 0;
+      in->wait_next = *head;
+      if (*head) s->insts.v[*head - 1]->wait_prev = in->id + 1;
+      *head = in->id + 1;
+    }
   }
   free(old);
 }
 
-/* Removes slot j (backward-shift deletion keeps probe chains intact without tombstones). */
-static void wmap_delete(sk_sched *s, uint32_t j) {
-  uint32_t mask = s->waiters.cap - 1;
-  s->waiters.n--;
-  for (;;) {
-    s->waiters.v[j].key = 0;
-    uint32_t k = j;
-    for (;;) {
-      k = (k + 1) & mask;
-      if (!s->waiters.v[k].key) return;
-      uint32_t home = (uint32_t)s->waiters.v[k].key & mask;
-      /* can the entry at k move to j? only if j lies cyclically in [home, k) */
-      if ((k > j && (home <= j || home > k)) || (k < j && home <= j && home > k)) break;
-    }
-    s->waiters.v[j] = s->waiters.v[k];
-    j = k;
-  }
-}
-
 static void wait_add(sk_sched *s, sk_inst *in, uint64_t key) {
   assert(key != 0 && in->wait_key == 0);
-  if ((s->waiters.n + 1) * 4 > s->waiters.cap * 3) wmap_grow(s);
-  uint32_t j = wmap_find(s, key);
+  if ((s->waiters.n + 1) * 2 > s->waiters.cap) wmap_grow(s); /* chains of ~1: few misses walking them */
+  uint32_t *head = &s->waiters.v[(uint32_t)key & (s->waiters.cap - 1)];
   in->wait_key = key;
   in->wait_prev = 0;
-  if (j == UINT32_MAX) {
-    uint32_t mask = s->waiters.cap - 1;
-    for (j = (uint32_t)key & mask; s->waiters.v[j].key; j = (j + 1) & mask) {
-    }
-    s->waiters.v[j].key = key;
-    s->waiters.v[j].head = 0;
-    s->waiters.n++;
-  }
-  in->wait_next = s->waiters.v[j].head;
-  if (in->wait_next) s->insts.v[in->wait_next - 1]->wait_prev = in->id + 1;
-  s->waiters.v[j].head = in->id + 1;
+  in->wait_next = *head;
+  if (*head) s->insts.v[*head - 1]->wait_prev = in->id + 1;
+  *head = in->id + 1;
+  s->waiters.n++;
 }
 
 static void wait_remove(sk_sched *s, sk_inst *in) {
   if (!in->wait_key) return;
   if (in->wait_next) s->insts.v[in->wait_next - 1]->wait_prev = in->wait_prev;
-  if (in->wait_prev) {
-    s->insts.v[in->wait_prev - 1]->wait_next = in->wait_next;
-  } else {
-    uint32_t j = wmap_find(s, in->wait_key);
-    assert(j != UINT32_MAX);
-    s->waiters.v[j].head = in->wait_next;
-    if (!in->wait_next) wmap_delete(s, j);
-  }
+  if (in->wait_prev) s->insts.v[in->wait_prev - 1]->wait_next = in->wait_next;
+  else s->waiters.v[(uint32_t)in->wait_key & (s->waiters.cap - 1)] = in->wait_next;
   in->wait_key = 0;
   in->wait_next = in->wait_prev = 0;
+  s->waiters.n--;
 }
 
 /* ---- the run queue ---- */
@@ -473,12 +441,12 @@ void sk_sched_fire_timers(sk_sched *s, int64_t t) {
 
 /* Wakes every instance waiting on key; event says how (NULL: an index key, re-check). */
 static void wake(sk_sched *s, uint64_t key, const ev_kind *ev, uint32_t table, sk_string *id, const sk_string *subject) {
-  uint32_t j = wmap_find(s, key);
-  if (j == UINT32_MAX) return;
-  uint32_t next = s->waiters.v[j].head;
+  if (!s->waiters.cap) return;
+  uint32_t next = s->waiters.v[(uint32_t)key & (s->waiters.cap - 1)];
   while (next) {
     sk_inst *in = s->insts.v[next - 1];
     next = in->wait_next;
+    if (in->wait_key != key) continue; /* another key in the same bucket */
     if (ev) {
       /* A WAITEV resumes only for its own event and subject (a key collision must not resume it). */
       const sk_loop_rec *l = &s->m->loops[in->loop];
@@ -623,6 +591,6 @@ void sk_sched_get_stats(const sk_sched *s, sk_sched_stats *out) {
   *out = s->stats;
   out->waiting = s->stats.started - s->stats.ended;
   out->bytes = s->inst_bytes + (uint64_t)s->insts.cap * sizeof(sk_inst *) + (uint64_t)s->heap.cap * sizeof(timer_ent) +
-               (uint64_t)s->waiters.cap * sizeof(wait_ent) + s->seen.cap * sizeof(seen_ent) +
+               (uint64_t)s->waiters.cap * sizeof(uint32_t) + s->seen.cap * sizeof(seen_ent) +
                (uint64_t)s->queue.cap * sizeof(uint32_t) + (uint64_t)s->free_ids.cap * sizeof(uint32_t);
 }
