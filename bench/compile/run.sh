@@ -11,6 +11,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=../lib.sh
+. "$root/bench/lib.sh"
 sizes=(10 100 1000 10000)
 
 build=""
@@ -133,40 +135,9 @@ section() {
            c1 / p1, c2 / p2, (ok ? "yes" : "no") }'
 }
 
-machine_header() {
-  local cpu ram os gcc_v cc_v ts_v
-  cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-  ram=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
-  os=$( (. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}") || uname -sr)
-  gcc_v=$(gcc --version 2>/dev/null | head -1 || echo "gcc: not found")
-  cc_v=$(cmake --version 2>/dev/null | head -1 || echo "cmake: not found")
-  ts_v=$(dpkg-query -W -f='${Version}' libtree-sitter0 2>/dev/null || echo unknown)
-  echo "# Benchmark results"
-  echo
-  echo "Recorded by the scripts under \`bench/\`; each section names the command that produced it."
-  echo
-  echo "Machine: $(nproc) CPUs, ${cpu:-unknown CPU}, ${ram:-unknown} RAM, $os, kernel $(uname -r)."
-  echo "Toolchain: $gcc_v; $cc_v; libtree-sitter $ts_v; tree-sitter-typescript $(sed -n 's/^version=//p' "$root/grammar/tree-sitter-typescript.lock" 2>/dev/null)."
-  echo "Build: \`$(grep -E '^CMAKE_BUILD_TYPE:' "$build/CMakeCache.txt" 2>/dev/null | cut -d= -f2 || echo '?')\` build type."
-  echo
-}
-
 out=$(section)
 printf '%s\n' "$out"
 
 if (( write )); then
-  results=$root/bench/RESULTS.md
-  tmp=$(mktemp "$root/bench/.RESULTS.md.XXXXXX")
-  if [[ -f $results ]]; then
-    # Keep everything but the old "## Compile" section (up to the next "## ").
-    SECTION=$out awk '
-      /^## / { skip = 0
-               if ($0 == "## Compile") { skip = 1; if (!done) { print ENVIRON["SECTION"]; print ""; done = 1 } } }
-      !skip { print }
-      END { if (!done) { print ""; print ENVIRON["SECTION"] } }' "$results" >"$tmp"
-  else
-    { machine_header; printf '%s\n' "$out"; } >"$tmp"
-  fi
-  mv "$tmp" "$results"
-  echo "run.sh: wrote the Compile section of bench/RESULTS.md" >&2
+  bench_write_section "$root" "$build" Compile "$out"
 fi
