@@ -164,6 +164,16 @@ uint64_t sk_index_key(uint32_t shape, sk_string *const *values, uint32_t n);
 /* The key a WAITEV waits on: an event of `kind` on `table` for `subject`. */
 uint64_t sk_event_key(uint32_t table, uint32_t kind, const sk_string *subject);
 
+/* ---- snapshots: an instance's state as bytes (snapshot.c) ---- */
+
+/* Encodes inst (of module m) into a new buffer (*out, caller frees). 0, or -1 out of memory. */
+int sk_snapshot_encode(const sk_module *m, const sk_inst *inst, uint8_t **out, size_t *out_len);
+/* Decodes a snapshot of module m into a new instance (free with sk_snapshot_free), checking everything
+   against the module; NULL with a one-line reason in err when it is corrupt, truncated or of another
+   bytecode. The instance's id, timer and wait links are left for the scheduler that adopts it. */
+sk_inst *sk_snapshot_decode(const sk_module *m, const uint8_t *data, size_t len, char *err, size_t errlen);
+void sk_snapshot_free(sk_inst *inst);
+
 /* ---- the scheduler ---- */
 
 typedef struct sk_sched sk_sched;

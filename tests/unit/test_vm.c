@@ -239,11 +239,71 @@ static void test_html_escaping_and_multistep(void **state) {
   teardown_world(&w);
 }
 
+/* Snapshots: every kind of register round-trips; truncated, corrupt or foreign ones are refused. */
+static void test_snapshot(void **state) {
+  (void)state;
+  world w;
+  setup_world(&w, activation);
+  const sk_loop_rec *l = &w.m->loops[0];
+  sk_inst *in = calloc(1, sizeof *in + l->nregs * sizeof(sk_val));
+  assert_non_null(in);
+  in->nregs = (uint16_t)l->nregs;
+  in->pc = 1;
+  in->attempts = 2;
+  in->state = SK_INST_AWAITING;
+  in->regs[0] = sk_val_str(sk_str_from("u1"));
+  in->regs[1] = sk_val_row(0, sk_str_from("u1"));
+  in->regs[2] = sk_val_int(-1767225900000LL);
+  in->regs[4] = sk_val_str(sk_str_new("a\0b\xff", 4));
+  uint8_t *img;
+  size_t len;
+  assert_int_equal(sk_snapshot_encode(w.m, in, &img, &len), 0);
+  char err[200];
+  sk_inst *back = sk_snapshot_decode(w.m, img, len, err, sizeof err);
+  if (!back) fail_msg("%s", err);
+  assert_int_equal(back->pc, 1);
+  assert_int_equal(back->attempts, 2);
+  assert_int_equal(back->state, SK_INST_AWAITING);
+  assert_int_equal(back->regs[2].tag, SK_VAL_INT);
+  assert_int_equal(back->regs[2].u.i, -1767225900000LL);
+  assert_int_equal(back->regs[3].tag, SK_VAL_NIL);
+  assert_int_equal(back->regs[1].tag, SK_VAL_ROW);
+  assert_true(sk_str_eq(back->regs[1].u.s, in->regs[1].u.s));
+  assert_int_equal(back->regs[4].u.s->len, 4);
+  assert_memory_equal(back->regs[4].u.s->data, "a\0b\xff", 4);
+  /* the same bytes again */
+  uint8_t *img2;
+  size_t len2;
+  assert_int_equal(sk_snapshot_encode(w.m, back, &img2, &len2), 0);
+  assert_int_equal(len, len2);
+  assert_memory_equal(img, img2, len);
+  free(img2);
+  sk_snapshot_free(back);
+  for (size_t n = 0; n < len; n++) { /* every truncation */
+    assert_null(sk_snapshot_decode(w.m, img, n, err, sizeof err));
+    assert_true(err[0] != 0);
+  }
+  img[1] ^= 1; /* the module hash */
+  assert_null(sk_snapshot_decode(w.m, img, len, err, sizeof err));
+  assert_non_null(strstr(err, "another bytecode"));
+  img[1] ^= 1;
+  img[25] = 9; /* R0's tag */
+  assert_null(sk_snapshot_decode(w.m, img, len, err, sizeof err));
+  assert_non_null(strstr(err, "unknown value tag 9"));
+  img[25] = SK_VAL_STR;
+  img[26] = 0xff; /* R0's length runs past the end */
+  assert_null(sk_snapshot_decode(w.m, img, len, err, sizeof err));
+  assert_non_null(strstr(err, "truncated"));
+  free(img);
+  sk_snapshot_free(in);
+  teardown_world(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_becomes_true_later), cmocka_unit_test(test_already_true_and_twice),
       cmocka_unit_test(test_retries_then_dead_letter), cmocka_unit_test(test_missing_value_dead_letter),
-      cmocka_unit_test(test_html_escaping_and_multistep),
+      cmocka_unit_test(test_html_escaping_and_multistep), cmocka_unit_test(test_snapshot),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
