@@ -228,19 +228,6 @@ static void sb_const(sbuf *b, const sk_module *m, uint32_t k, int as_duration) {
 
 /* ---- the listing ---- */
 
-/* Raw operands of insn in the order of its kinds; returns how many. */
-static int operands(uint32_t insn, int32_t v[3]) {
-  unsigned op = SK_GET_OP(insn);
-  assert(op < SK_OP_COUNT);
-  switch (sk_opinfo_table[op].fmt) {
-  case SK_FMT_ABC: v[0] = (int32_t)SK_GETARG_A(insn); v[1] = (int32_t)SK_GETARG_B(insn); v[2] = (int32_t)SK_GETARG_C(insn); return 3;
-  case SK_FMT_ABx: v[0] = (int32_t)SK_GETARG_A(insn); v[1] = (int32_t)SK_GETARG_Bx(insn); return 2;
-  case SK_FMT_AsBx: v[0] = (int32_t)SK_GETARG_A(insn); v[1] = SK_GETARG_sBx(insn); return 2;
-  case SK_FMT_sJ: v[0] = SK_GETARG_sJ(insn); return 1;
-  }
-  assert(0 && "verified format");
-  return 0;
-}
 
 /* Operand references in synopses, and the operand (by position) each names. */
 static const struct { const char *token; int operand; } refs[] = {
@@ -254,7 +241,7 @@ static void sb_comment(sbuf *b, const sk_module *m, uint32_t li, uint32_t pc) {
   uint32_t insn = m->code[l->code_first + pc].insn;
   const sk_opinfo *info = &sk_opinfo_table[SK_GET_OP(insn)];
   int32_t v[3] = {0, 0, 0};
-  int n = operands(insn, v);
+  int n = sk_insn_operands(insn, v);
   for (const char *s = info->synopsis; *s;) {
     size_t r = 0, nrefs = sizeof refs / sizeof refs[0];
     while (r < nrefs && strncmp(s, refs[r].token, strlen(refs[r].token)) != 0) r++;
@@ -291,7 +278,7 @@ static void sb_comment(sbuf *b, const sk_module *m, uint32_t li, uint32_t pc) {
 /* Raw operands as text, one string per operand. */
 static int operand_texts(uint32_t insn, char t[3][16]) {
   int32_t v[3];
-  int n = operands(insn, v);
+  int n = sk_insn_operands(insn, v);
   for (int i = 0; i < 3; i++) t[i][0] = '\0';
   for (int i = 0; i < n; i++) snprintf(t[i], sizeof t[i], "%" PRId32, v[i]);
   return n;

@@ -524,26 +524,13 @@ static int check_loop_records(loader *L, uint32_t li) {
 /* ---- 6: code ---- */
 
 
-/* The operands of insn in the order of its kinds string; returns how many. */
-static int operands(uint32_t insn, int32_t v[3]) {
-  unsigned op = SK_GET_OP(insn);
-  assert(op < SK_OP_COUNT);
-  switch (sk_opinfo_table[op].fmt) {
-  case SK_FMT_ABC: v[0] = (int32_t)SK_GETARG_A(insn); v[1] = (int32_t)SK_GETARG_B(insn); v[2] = (int32_t)SK_GETARG_C(insn); return 3;
-  case SK_FMT_ABx: v[0] = (int32_t)SK_GETARG_A(insn); v[1] = (int32_t)SK_GETARG_Bx(insn); return 2;
-  case SK_FMT_AsBx: v[0] = (int32_t)SK_GETARG_A(insn); v[1] = SK_GETARG_sBx(insn); return 2;
-  case SK_FMT_sJ: v[0] = SK_GETARG_sJ(insn); return 1;
-  }
-  assert(0 && "unknown format");
-  return 0;
-}
 
 /* The jump target of insn at pc, or -1 when it does not jump. */
 static int64_t jump_target(uint32_t insn, uint32_t pc) {
   unsigned op = SK_GET_OP(insn);
   const char *k = sk_opinfo_table[op].kinds;
   int32_t v[3];
-  int n = operands(insn, v);
+  int n = sk_insn_operands(insn, v);
   for (int j = 0; j < n; j++)
     if (k[j] == 'J') return (int64_t)pc + 1 + v[j];
   return -1;
@@ -559,7 +546,7 @@ static int check_insn(loader *L, uint32_t li, uint32_t pc) {
     return rec_fail(L, SEC_insn, g, "unknown opcode %u (loop '%s' pc %" PRIu32 ")", op, loop_name(L, li), pc);
   const sk_opinfo *info = &sk_opinfo_table[op];
   int32_t v[3];
-  int n = operands(insn, v);
+  int n = sk_insn_operands(insn, v);
   assert(strlen(info->kinds) == (size_t)n);
   static const char *const field[4][3] = {{"A", "B", "C"}, {"A", "Bx", ""}, {"A", "sBx", ""}, {"sJ", "", ""}};
   for (int j = 0; j < n; j++) {

@@ -77,6 +77,10 @@ typedef struct {
 /* sk_opinfo_table[op] for op < SK_OP_COUNT; defined in opcodes.c from the table above. */
 extern const sk_opinfo sk_opinfo_table[SK_OP_COUNT];
 
+/* The raw operands of insn in the order of its kinds string (v[0] is A, or sJ); returns how many.
+   insn's opcode must be < SK_OP_COUNT. */
+int sk_insn_operands(uint32_t insn, int32_t v[3]);
+
 /* Outcomes of an instance (END's A operand). */
 #define SK_OUTCOMES(X) X(COMPLETED, "completed") X(TIMED_OUT, "timed_out") X(SKIPPED, "skipped") X(FAILED, "failed")
 typedef enum {
