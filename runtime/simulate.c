@@ -46,7 +46,11 @@ typedef struct {
   size_t len;      /* literal when lit != NULL */
   uint64_t mul, add;
 } tpart;
-typedef struct { tpart *v; size_t n; } gtext;
+typedef struct {
+  tpart *v;
+  size_t n;
+  size_t max_len;  /* the longest text it makes: its literals and 20 digits a placeholder */
+} gtext;
 
 typedef struct {
   const char *key;
@@ -299,6 +303,7 @@ static int tmpl_parse(reader *r, const char *where, const char *s, gtext *t) {
     }
     t->v[t->n++] = (tpart){lit, strlen(lit), 0, 0};
   }
+  for (size_t i = 0; i < t->n; i++) t->max_len += t->v[i].lit ? t->v[i].len : 20; /* n*mul + add < 2^64 */
   return SK_SIM_OK;
 }
 
@@ -538,19 +543,25 @@ int sk_scenario_load(const char *path, sk_scenario **out, char *err, size_t errl
 
 typedef struct { char *p; size_t len, cap; int oom; } sbuf;
 
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
+/* Makes room for n more bytes and a NUL; 0, or -1 (and b->oom) when memory runs out. */
+static int sb_reserve(sbuf *b, size_t n) {
+  if (b->oom) return -1;
   if (b->len + n + 1 > b->cap) {
     size_t nc = b->cap ? b->cap * 2 : 512;
     while (nc < b->len + n + 1) nc *= 2;
     char *p = realloc(b->p, nc);
     if (!p) {
       b->oom = 1;
-      return;
+      return -1;
     }
     b->p = p;
     b->cap = nc;
   }
+  return 0;
+}
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+  if (sb_reserve(b, n) != 0) return;
   memcpy(b->p + b->len, s, n);
   b->len += n;
   b->p[b->len] = 0;
@@ -850,19 +861,38 @@ static int apply(driver *d, const char *table, const char *id, json_t *row, uint
   return SK_SIM_OK;
 }
 
-/* Appends generated text t for event n to b. */
+/* Writes v in decimal at p (no NUL), two digits a step; returns the number of digits (1 to 20). */
+static size_t put_decimal(char *p, uint64_t v) {
+  static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                 "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                 "8081828384858687888990919293949596979899";
+  size_t len = 1;
+  for (uint64_t ten = 10; len < 20 && v >= ten; ten *= 10) len++; /* 10^19 is the last power below 2^64 */
+  char *q = p + len;
+  for (; v >= 100; v /= 100) {
+    q -= 2;
+    memcpy(q, pairs + 2 * (v % 100), 2);
+  }
+  if (v >= 10) memcpy(q - 2, pairs + 2 * v, 2);
+  else q[-1] = (char)('0' + v);
+  return len;
+}
+
+/* Appends generated text t for event n to b: room for the longest is made once, then the parts are
+   written in place. */
 static void tmpl_append(sbuf *b, const gtext *t, uint64_t n) {
-  sb_put(b, "", 0);
+  if (sb_reserve(b, t->max_len) != 0) return;
+  char *p = b->p + b->len;
   for (size_t i = 0; i < t->n; i++) {
-    if (t->v[i].lit) sb_put(b, t->v[i].lit, t->v[i].len);
-    else {
-      char digits[24];
-      size_t k = sizeof digits;
-      uint64_t v = n * t->v[i].mul + t->v[i].add;
-      do digits[--k] = (char)('0' + v % 10); while ((v /= 10) > 0);
-      sb_put(b, digits + k, sizeof digits - k);
+    if (t->v[i].lit) {
+      memcpy(p, t->v[i].lit, t->v[i].len);
+      p += t->v[i].len;
+    } else {
+      p += put_decimal(p, n * t->v[i].mul + t->v[i].add);
     }
   }
+  b->len = (size_t)(p - b->p);
+  b->p[b->len] = 0;
 }
 
 static void tmpl_render(sbuf *b, const gtext *t, uint64_t n) {
@@ -877,13 +907,14 @@ static int apply_generated(driver *d, const sc_gen *g, json_t *row, uint64_t n) 
   const char *names[64], *values[64];
   size_t lens[64], offs[64];
   size_t nf = g->nfields < 64 ? g->nfields : 64;
-  char *dumped[64] = {0};
+  char *dumped[64];
   d->text.len = 0;
   sbuf *b = &d->text;
   for (size_t i = 0; i < nf; i++) {
     const gen_field *f = &g->fields[i];
     names[i] = f->key;
     values[i] = NULL;
+    dumped[i] = NULL;
     offs[i] = b->len;
     if (json_is_string(f->value)) {
       tmpl_append(b, &f->text, n);
@@ -905,13 +936,14 @@ static int apply_generated(driver *d, const sc_gen *g, json_t *row, uint64_t n) 
   for (size_t i = 0; i < nf; i++)
     if (values[i] && !dumped[i]) values[i] = b->p + offs[i];
   uint32_t kind, ti;
-  if (sk_memstore_put_values(d->store, g->table, d->id.p, names, values, lens, nf, &kind, &ti) != 0) {
+  sk_string *row_id;
+  if (sk_memstore_put_values(d->store, g->table, d->id.p, names, values, lens, nf, &kind, &ti, &row_id) != 0) {
     snprintf(d->err, d->errlen, "out of memory writing %s %s", g->table, d->id.p);
     rc = SK_SIM_EIO;
     goto out;
   }
   if (ti != UINT32_MAX) {
-    sk_sched_row(d->sched, ti, g->op ? g->op : kind, sk_memstore_row_id(d->store, ti, d->id.p));
+    sk_sched_row(d->sched, ti, g->op ? g->op : kind, row_id);
     sk_sched_run(d->sched);
   }
 out:
@@ -935,6 +967,29 @@ static void warn_tables(const sk_module *m, const sk_scenario *sc) {
     if (nwarned < 16) warned[nwarned++] = t;
     fprintf(stderr, "skene-vm: warning: %s: no loop uses table '%s'; its rows are stored and trigger nothing\n",
             sc->path, t);
+  }
+}
+
+/* How many events generator g makes up to `until`. */
+static uint64_t gen_events(const sk_scenario *sc, const sc_gen *g) {
+  if (g->start > sc->until_ms) return 0;
+  if (g->every == 0) return g->count;
+  uint64_t within = (uint64_t)(sc->until_ms - g->start) / (uint64_t)g->every + 1;
+  return within < g->count ? within : g->count;
+}
+
+/* Tells the store how many rows the generators will write to each table (a hint: it sizes the table and
+   its indexes once instead of growing them step by step as the rows come). */
+static void reserve_generated(sk_memstore *store, const sk_scenario *sc) {
+  for (size_t g = 0; g < sc->ngens; g++) {
+    const char *table = sc->gens[g].table;
+    int done = 0;
+    for (size_t k = 0; k < g && !done; k++) done = strcmp(sc->gens[k].table, table) == 0;
+    if (done) continue; /* with the table's first generator */
+    uint64_t rows = 0;
+    for (size_t k = g; k < sc->ngens; k++)
+      if (strcmp(sc->gens[k].table, table) == 0) rows += gen_events(sc, &sc->gens[k]);
+    (void)sk_memstore_reserve(store, table, rows); /* if it fails, the table grows as it goes */
   }
 }
 
@@ -963,8 +1018,11 @@ int sk_simulate(const sk_module *m, const sk_scenario *sc, const sk_sim_options 
   sk_vm *vm = NULL;
   uint64_t *gnext = calloc(sc->ngens + 1, sizeof *gnext);
   json_t **grows = calloc(sc->ngens + 1, sizeof *grows); /* one row object per generator, reused */
+  /* --quiet: no trace callback at all, so the VM does not even build the trace events */
+  sk_runtime_ops ops = *sk_memstore_ops();
+  if (o->quiet) ops.trace = NULL;
   d.store = sk_memstore_new(m, sc->start_ms);
-  if (d.store) vm = sk_vm_new(m, sk_memstore_ops(), d.store);
+  if (d.store) vm = sk_vm_new(m, &ops, d.store);
   if (vm) d.sched = sk_sched_new(vm, sc->seed);
   for (size_t g = 0; grows && g < sc->ngens; g++) grows[g] = json_object();
   if (!gnext || !grows || !d.sched) {
@@ -1004,6 +1062,7 @@ int sk_simulate(const sk_module *m, const sk_scenario *sc, const sk_sim_options 
 
   /* The clock moves from instant to instant: the next scenario event or timer, whichever is first. */
   const int64_t end = sc->start_ms + sc->until_ms;
+  reserve_generated(d.store, sc);
   size_t ei = 0;
   uint64_t peak_waiting = 0, peak_waiting_bytes = 0, peak_bytes = 0;
   for (;;) {

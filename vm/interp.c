@@ -33,7 +33,7 @@ struct sk_vm {
   char *buf;
   size_t cap;
   sk_string *scratch[64];     /* rendered effect fields, reused while nobody else holds them */
-  size_t scratch_cap[64];
+  size_t scratch_cap[64];     /* bytes of scratch[i]'s data, its NUL included */
 };
 
 const char *sk_trace_name(sk_trace_kind k) {
@@ -114,19 +114,31 @@ uint64_t sk_event_key(uint32_t table, uint32_t kind, const sk_string *subject) {
 
 /* ---- rendering ---- */
 
-typedef struct { char *p; size_t len, cap; int oom; } obuf;
+/* Where a render writes: p[0..len) of cap bytes (a NUL included). When str is set, p is str->data and
+   growing reallocates the string, so the text is rendered in place, with no copy at the end. */
+typedef struct { char *p; size_t len, cap; int oom; sk_string *str; } obuf;
 
 static void ob_put(obuf *b, const char *s, size_t n) {
   if (b->oom) return;
   if (b->len + n + 1 > b->cap) {
     size_t nc = b->cap ? b->cap * 2 : 256;
     while (nc < b->len + n + 1) nc *= 2;
-    char *p = realloc(b->p, nc);
-    if (!p) {
-      b->oom = 1;
-      return;
+    if (b->str) {
+      sk_string *str = realloc(b->str, sizeof *str + nc);
+      if (!str) {
+        b->oom = 1;
+        return;
+      }
+      b->str = str;
+      b->p = str->data;
+    } else {
+      char *p = realloc(b->p, nc);
+      if (!p) {
+        b->oom = 1;
+        return;
+      }
+      b->p = p;
     }
-    b->p = p;
     b->cap = nc;
   }
   memcpy(b->p + b->len, s, n);
@@ -181,7 +193,11 @@ static const unsigned char esc_table[4][256] = {
 /* Appends s[0..n) escaped for esc: runs that need nothing are copied whole. Cost O(n). */
 static void ob_escaped(obuf *b, const char *s, size_t n, uint32_t esc) {
   static const char hex[] = "0123456789ABCDEF";
-  const unsigned char *t = esc_table[esc < 4 ? esc : 0];
+  if (esc == SK_ESC_NONE || esc >= 4) { /* the table rewrites nothing */
+    ob_put(b, s, n);
+    return;
+  }
+  const unsigned char *t = esc_table[esc];
   size_t i = 0;
   while (i < n) {
     size_t run = i;
@@ -224,38 +240,22 @@ static void format_now(int64_t ms, char out[48]) {
 }
 
 /*
- * Renders template t (global index) of loop `lp` over inst's registers into a new string. On a missing
- * value without a default returns NULL and says which in reason. Cost O(output).
+ * Appends template tr's segments over inst's registers to b. Returns 0 on a missing value without a
+ * default, and says which in reason. Cost O(output).
  */
-static sk_string *render(sk_vm *vm, const sk_inst *inst, uint32_t t, char *reason, size_t rcap, int slot) {
+static int render_segs(sk_vm *vm, const sk_inst *inst, const sk_tmpl_rec *tr, obuf *b, char *reason, size_t rcap) {
   const sk_module *m = vm->m;
-  const sk_tmpl_rec *tr = &m->tmpls[t];
-  /* A single literal, or a single placeholder that needs no escaping, is the value itself: no copy. */
-  if (tr->seg_count == 1) {
-    const sk_seg_rec *s = &m->segs[tr->seg_first];
-    if (s->kind == SK_SEG_LIT) return sk_str_ref(vm->seg_lit[tr->seg_first]);
-    if (s->kind == SK_SEG_VAR && tr->escape == SK_ESC_NONE) {
-      const sk_val *v = &inst->regs[s->reg];
-      sk_string *val = NULL;
-      if (s->str == SK_NONE && (v->tag == SK_VAL_STR || v->tag == SK_VAL_ROW)) val = sk_str_ref(v->u.s);
-      else if (s->str != SK_NONE && v->tag == SK_VAL_ROW) val = vm->ops->row_field(vm->ud, v->table, v->u.s, sk_str(m, s->str));
-      if (val && val->len > 0) return val;
-      sk_str_unref(val);
-    }
-  }
-  if (tr->seg_count == 0) return sk_str_new("", 0);
-  obuf b = {vm->buf, 0, vm->cap, 0};
   for (uint32_t i = 0; i < tr->seg_count; i++) {
     const sk_seg_rec *s = &m->segs[tr->seg_first + i];
     if (s->kind == SK_SEG_LIT) {
       const sk_string *lit = vm->seg_lit[tr->seg_first + i];
-      ob_put(&b, lit->data, lit->len);
+      ob_put(b, lit->data, lit->len);
       continue;
     }
     if (s->kind == SK_SEG_NOW) {
       char now[48];
       format_now(vm->ops->now(vm->ud), now);
-      ob_put(&b, now, strlen(now));
+      ob_put(b, now, strlen(now));
       continue;
     }
     const sk_val *v = &inst->regs[s->reg];
@@ -278,39 +278,75 @@ static sk_string *render(sk_vm *vm, const sk_inst *inst, uint32_t t, char *reaso
       if (s->default_str == SK_NONE) {
         snprintf(reason, rcap, "template value missing: {{%s}} has no value and no default (in %s)",
                  sk_str(m, s->display_str), sk_str(m, tr->name_str));
-        vm->buf = b.p;
-        vm->cap = b.cap;
-        return NULL;
+        return 0;
       }
       const char *d = sk_str(m, s->default_str);
-      ob_escaped(&b, d, strlen(d), tr->escape);
+      ob_escaped(b, d, strlen(d), tr->escape);
       continue;
     }
-    ob_escaped(&b, val->data, val->len, tr->escape);
+    ob_escaped(b, val->data, val->len, tr->escape);
     sk_str_unref(val);
   }
-  vm->buf = b.p;
-  vm->cap = b.cap;
+  return 1;
+}
+
+/*
+ * Renders template t (global index) of loop `lp` over inst's registers into a string (a new
+ * reference). slot 0..63: into that scratch string of the VM, in place, unless a runtime kept a
+ * reference to it (then a fresh one); other slots: a new string of the exact size. On a missing value
+ * without a default returns NULL and says which in reason. Cost O(output).
+ */
+static sk_string *render(sk_vm *vm, const sk_inst *inst, uint32_t t, char *reason, size_t rcap, int slot) {
+  const sk_module *m = vm->m;
+  const sk_tmpl_rec *tr = &m->tmpls[t];
+  /* A single literal, or a single placeholder that needs no escaping, is the value itself: no copy. */
+  if (tr->seg_count == 1) {
+    const sk_seg_rec *s = &m->segs[tr->seg_first];
+    if (s->kind == SK_SEG_LIT) return sk_str_ref(vm->seg_lit[tr->seg_first]);
+    if (s->kind == SK_SEG_VAR && tr->escape == SK_ESC_NONE) {
+      const sk_val *v = &inst->regs[s->reg];
+      sk_string *val = NULL;
+      if (s->str == SK_NONE && (v->tag == SK_VAL_STR || v->tag == SK_VAL_ROW)) val = sk_str_ref(v->u.s);
+      else if (s->str != SK_NONE && v->tag == SK_VAL_ROW) val = vm->ops->row_field(vm->ud, v->table, v->u.s, sk_str(m, s->str));
+      if (val && val->len > 0) return val;
+      sk_str_unref(val);
+    }
+  }
+  if (tr->seg_count == 0) return sk_str_new("", 0);
+  int scratch = slot >= 0 && slot < 64;
+  obuf b = {vm->buf, 0, vm->cap, 0, NULL};
+  if (scratch) {
+    sk_string *sc = vm->scratch[slot];
+    if (sc && sc->refs != 1) { /* a runtime kept it: it is theirs now */
+      sk_str_unref(sc);
+      sc = NULL;
+    }
+    if (!sc) {
+      vm->scratch_cap[slot] = 256;
+      if ((sc = malloc(sizeof *sc + vm->scratch_cap[slot]))) sc->refs = 1;
+    }
+    vm->scratch[slot] = sc;
+    if (!sc) {
+      snprintf(reason, rcap, "out of memory rendering %s", sk_str(m, tr->name_str));
+      return NULL;
+    }
+    b = (obuf){sc->data, 0, vm->scratch_cap[slot], 0, sc};
+  }
+  int ok = render_segs(vm, inst, tr, &b, reason, rcap);
+  if (scratch) { /* the string may have moved as it grew */
+    vm->scratch[slot] = b.str;
+    vm->scratch_cap[slot] = b.cap;
+  } else {
+    vm->buf = b.p;
+    vm->cap = b.cap;
+  }
+  if (!ok) return NULL;
   if (b.oom) {
     snprintf(reason, rcap, "out of memory rendering %s", sk_str(m, tr->name_str));
     return NULL;
   }
-  if (slot < 0 || slot >= 64) return sk_str_new(b.p ? b.p : "", b.len);
-  /* Into the slot's scratch string, unless a runtime kept a reference to it: then a fresh one. */
-  sk_string *sc = vm->scratch[slot];
-  if (!sc || sc->refs != 1 || vm->scratch_cap[slot] < b.len) {
-    size_t cap = b.len < 256 ? 256 : b.len * 2;
-    sk_string *n = malloc(sizeof *n + cap + 1);
-    if (!n) {
-      snprintf(reason, rcap, "out of memory rendering %s", sk_str(m, tr->name_str));
-      return NULL;
-    }
-    n->refs = 1;
-    sk_str_unref(sc);
-    vm->scratch[slot] = sc = n;
-    vm->scratch_cap[slot] = cap;
-  }
-  if (b.len) memcpy(sc->data, b.p, b.len);
+  if (!scratch) return sk_str_new(b.p ? b.p : "", b.len);
+  sk_string *sc = b.str;
   sc->data[b.len] = 0;
   sc->len = (uint32_t)b.len;
   sc->hash = 0; /* computed when first needed: a rendered body is rarely compared */
@@ -437,8 +473,13 @@ sk_exec_status sk_exec(sk_vm *vm, sk_inst *inst, sk_exec_result *r) {
   sk_val *R = inst->regs;
   uint32_t pc = inst->pc;
   uint32_t i;
-  memset(r, 0, sizeof *r);
+  /* the result's fields, without its reason buffer: a status that needs one writes it */
+  r->status = SK_EXEC_END;
+  r->outcome = 0;
   r->wake_at = SK_TIME_NONE;
+  r->key = 0;
+  r->retry_after_ms = 0;
+  r->reason[0] = 0;
 
 #ifdef SK_USE_JUMPTABLE
   static const void *const jump[SK_OP_COUNT] = {

@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "memstore.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,34 +21,18 @@
 
 /* Row ids, field names and values, index and idempotency keys live as long as the store: they come from
    64 KiB blocks, are never freed one by one (SK_STR_IMMORTAL), and go with the store. A value replaced
-   by an update stays in its block until then: the simulator's runs are bounded. */
+   by an update stays in its block until then: the simulator's runs are bounded. Pieces are aligned to 8
+   bytes, all that strings, rows and index entries need (pointers and 64-bit integers): a row's strings
+   are short, and a coarser alignment would waste a tenth of the memory. */
+#define ARENA_ALIGN 8u
 typedef struct ablock { struct ablock *next; size_t used, cap; max_align_t data[]; } ablock;
 typedef struct { ablock *head; } sarena;
 
-static sk_string *arena_str(sarena *a, const char *p, size_t len) {
-  size_t need = (sizeof(sk_string) + len + 1 + 15u) & ~(size_t)15u;
-  if (!a->head || a->head->cap - a->head->used < need) {
-    size_t cap = need > 65536 ? need : 65536;
-    ablock *b = malloc(sizeof *b + cap);
-    if (!b) return NULL;
-    b->next = a->head;
-    b->used = 0;
-    b->cap = cap;
-    a->head = b;
-  }
-  sk_string *str = (sk_string *)((char *)a->head->data + a->head->used);
-  a->head->used += need;
-  str->refs = SK_STR_IMMORTAL;
-  str->len = (uint32_t)len;
-  if (len) memcpy(str->data, p, len);
-  str->data[len] = 0;
-  str->hash = 0; /* on first use (sk_str_hash): the map that finds it keeps its own */
-  return str;
-}
+static_assert(_Alignof(sk_string) <= ARENA_ALIGN, "arena strings are 8-byte aligned");
 
-/* Zeroed memory from the arena (rows, index entries): freed with the store. */
-static void *arena_alloc(sarena *a, size_t n) {
-  n = (n + 15u) & ~(size_t)15u;
+/* n bytes (not zeroed) from the arena, aligned to ARENA_ALIGN; NULL when memory runs out. */
+static void *arena_take(sarena *a, size_t n) {
+  n = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
   if (!a->head || a->head->cap - a->head->used < n) {
     size_t cap = n > 65536 ? n : 65536;
     ablock *b = malloc(sizeof *b + cap);
@@ -59,7 +44,24 @@ static void *arena_alloc(sarena *a, size_t n) {
   }
   void *p = (char *)a->head->data + a->head->used;
   a->head->used += n;
-  memset(p, 0, n);
+  return p;
+}
+
+static sk_string *arena_str(sarena *a, const char *p, size_t len) {
+  sk_string *str = arena_take(a, sizeof(sk_string) + len + 1);
+  if (!str) return NULL;
+  str->refs = SK_STR_IMMORTAL;
+  str->len = (uint32_t)len;
+  if (len) memcpy(str->data, p, len);
+  str->data[len] = 0;
+  str->hash = 0; /* on first use (sk_str_hash); a map's key gets the map's hash when inserted */
+  return str;
+}
+
+/* Zeroed memory from the arena (rows, index entries): freed with the store. */
+static void *arena_alloc(sarena *a, size_t n) {
+  void *p = arena_take(a, n);
+  if (p) memset(p, 0, n);
   return p;
 }
 
@@ -73,50 +75,104 @@ static void arena_free(sarena *a) {
 
 /* ---- a string-keyed map (open addressing, linear probing) ---- */
 
+/* Keys are hashed as sk_str_hash does (XXH3-64 with bit 0 set), and the store's key strings keep that
+   hash: a lookup by a string the store made (a row id, shared with instances) hashes nothing.
+   Each slot has a tag byte, in an array of its own: 0 when the slot is empty, else 7 more bits of the
+   key's hash. A probe reads tags (a byte a slot: a small array, mostly in cache) and reads an entry only
+   when its tag matches, so a missing key costs no entry read, and a new one only the entry's write:
+   with a million rows the entries are far out of cache, and that is most of a lookup's time. */
 typedef struct { uint64_t hash; sk_string *key; void *val; } smap_ent; /* hash: the key's, cached */
-typedef struct { smap_ent *v; size_t n, cap; } smap;
+typedef struct { smap_ent *v; uint8_t *tags; size_t n, cap; } smap;
 
-static int smap_grow(smap *m) {
+static uint64_t key_hash(const char *k, size_t len) { return XXH3_64bits(k, len) | 1; }
+
+/* The home slot of hash h: bit 0 is always set, so the slot comes from the bits above it. */
+static size_t smap_home(uint64_t h, size_t mask) { return (size_t)(h >> 1) & mask; }
+
+/* The tag of hash h: its top 7 bits (the home slot uses the low ones), never 0. */
+static uint8_t smap_tag(uint64_t h) { return (uint8_t)(0x80u | (h >> 57)); }
+
+/* Rehashes into a table with room for `want` keys (at most half full), at least twice as big. */
+static int smap_grow_to(smap *m, size_t want) {
   size_t nc = m->cap ? m->cap * 2 : 64;
-  smap_ent *nv = calloc(nc, sizeof *nv);
-  if (!nv) return -1;
+  while (nc / 2 < want) {
+    if (nc > SIZE_MAX / 2 / sizeof(smap_ent)) return -1;
+    nc *= 2;
+  }
+  smap_ent *nv = malloc(nc * sizeof *nv); /* a slot's entry is read only when its tag says it is used */
+  uint8_t *nt = calloc(nc, 1);
+  if (!nv || !nt) {
+    free(nv);
+    free(nt);
+    return -1;
+  }
   for (size_t i = 0; i < m->cap; i++) {
-    if (!m->v[i].key) continue;
-    size_t j = m->v[i].hash & (nc - 1);
-    while (nv[j].key) j = (j + 1) & (nc - 1);
+    if (!m->tags[i]) continue;
+    size_t j = smap_home(m->v[i].hash, nc - 1);
+    while (nt[j]) j = (j + 1) & (nc - 1);
     nv[j] = m->v[i];
+    nt[j] = m->tags[i];
   }
   free(m->v);
+  free(m->tags);
   m->v = nv;
+  m->tags = nt;
   m->cap = nc;
   return 0;
 }
 
+static int smap_grow(smap *m) { return smap_grow_to(m, 0); }
+
+/* Makes room for n more keys without a rehash. */
+static int smap_reserve(smap *m, size_t n) {
+  return (m->n + n) * 2 > m->cap ? smap_grow_to(m, m->n + n) : 0;
+}
+
 /* The slot of key (text, len, hash), or of the empty slot where it would go. */
-static smap_ent *smap_slot(smap *m, const char *k, size_t len, uint64_t h) {
+static size_t smap_slot(const smap *m, const char *k, size_t len, uint64_t h) {
   size_t mask = m->cap - 1;
-  for (size_t j = h & mask;; j = (j + 1) & mask) {
-    smap_ent *e = &m->v[j];
-    if (!e->key || (e->hash == h && e->key->len == len && memcmp(e->key->data, k, len) == 0)) return e;
+  uint8_t tag = smap_tag(h);
+  for (size_t j = smap_home(h, mask);; j = (j + 1) & mask) {
+    if (!m->tags[j]) return j;
+    const smap_ent *e = &m->v[j];
+    if (m->tags[j] == tag && e->hash == h && e->key->len == len && memcmp(e->key->data, k, len) == 0) return j;
   }
 }
 
 static void *smap_get(smap *m, const char *k, size_t len) {
   if (!m->cap) return NULL;
-  smap_ent *e = smap_slot(m, k, len, XXH3_64bits(k, len));
-  return e->key ? e->val : NULL;
+  size_t j = smap_slot(m, k, len, key_hash(k, len));
+  return m->tags[j] ? m->v[j].val : NULL;
 }
 
-/* Finds or inserts key (a new key's string comes from arena a); returns the entry (val NULL when new), or
-   NULL when memory runs out. */
+/* smap_get by a string, with its cached hash; the store's own key string is found without a compare. */
+static void *smap_get_str(smap *m, const sk_string *k) {
+  if (!m->cap) return NULL;
+  uint64_t h = sk_str_hash(k);
+  size_t mask = m->cap - 1;
+  uint8_t tag = smap_tag(h);
+  for (size_t j = smap_home(h, mask);; j = (j + 1) & mask) {
+    if (!m->tags[j]) return NULL;
+    if (m->tags[j] != tag) continue;
+    const smap_ent *e = &m->v[j];
+    if (e->key == k || (e->hash == h && e->key->len == k->len && memcmp(e->key->data, k->data, k->len) == 0))
+      return e->val;
+  }
+}
+
+/* Finds or inserts key (a new key's string comes from arena a, with its hash); returns the entry (val
+   NULL when new), or NULL when memory runs out. */
 static smap_ent *smap_upsert(smap *m, sarena *a, const char *k, size_t len) {
   if ((m->n + 1) * 2 > m->cap && smap_grow(m) != 0) return NULL;
-  uint64_t h = XXH3_64bits(k, len);
-  smap_ent *e = smap_slot(m, k, len, h);
-  if (!e->key) {
-    if (!(e->key = arena_str(a, k, len))) return NULL;
-    e->hash = h;
-    e->val = NULL;
+  uint64_t h = key_hash(k, len);
+  size_t j = smap_slot(m, k, len, h);
+  smap_ent *e = &m->v[j];
+  if (!m->tags[j]) {
+    sk_string *key = arena_str(a, k, len);
+    if (!key) return NULL;
+    key->hash = h;
+    *e = (smap_ent){h, key, NULL};
+    m->tags[j] = smap_tag(h);
     m->n++;
   }
   return e;
@@ -125,34 +181,37 @@ static smap_ent *smap_upsert(smap *m, sarena *a, const char *k, size_t len) {
 /* Removes key (backward-shift deletion); returns its value or NULL. The key's string is released. */
 static void *smap_del(smap *m, const char *k, size_t len) {
   if (!m->cap) return NULL;
-  smap_ent *e = smap_slot(m, k, len, XXH3_64bits(k, len));
-  if (!e->key) return NULL;
-  void *val = e->val;
-  size_t mask = m->cap - 1, j = (size_t)(e - m->v);
-  sk_str_unref(e->key);
+  size_t j = smap_slot(m, k, len, key_hash(k, len));
+  if (!m->tags[j]) return NULL;
+  void *val = m->v[j].val;
+  size_t mask = m->cap - 1;
+  sk_str_unref(m->v[j].key);
   m->n--;
   for (;;) {
-    m->v[j].key = NULL;
+    m->tags[j] = 0;
     size_t i = j;
     for (;;) {
       i = (i + 1) & mask;
-      if (!m->v[i].key) return val;
-      size_t home = m->v[i].hash & mask;
+      if (!m->tags[i]) return val;
+      size_t home = smap_home(m->v[i].hash, mask);
       if ((i > j && (home <= j || home > i)) || (i < j && home <= j && home > i)) break;
     }
     m->v[j] = m->v[i];
+    m->tags[j] = m->tags[i];
     j = i;
   }
 }
 
 static void smap_free(smap *m, void (*free_val)(void *)) {
   for (size_t i = 0; i < m->cap; i++) {
-    if (!m->v[i].key) continue;
+    if (!m->tags[i]) continue;
     sk_str_unref(m->v[i].key);
     if (free_val) free_val(m->v[i].val);
   }
   free(m->v);
+  free(m->tags);
   m->v = NULL;
+  m->tags = NULL;
   m->n = m->cap = 0;
 }
 
@@ -163,6 +222,7 @@ static void smap_free(smap *m, void (*free_val)(void *)) {
 typedef struct { sk_string *name, *value; } field_t;
 typedef struct { sk_string *id; uint64_t seq; uint32_t n, cap; field_t *f; } row_ent;
 typedef struct { uint32_t count; uint64_t first_seq; sk_string *first; } idx_ent;
+static_assert(_Alignof(row_ent) <= ARENA_ALIGN && _Alignof(idx_ent) <= ARENA_ALIGN, "the arena's alignment");
 
 typedef struct {
   char *name;
@@ -177,6 +237,8 @@ typedef struct { rv_type type; sk_string *s; smap m; } rval;
 
 typedef struct { char provider[16]; int status; uint32_t left; int64_t retry_after_ms; } fault;
 
+#define NAME_CACHE 8
+
 struct sk_memstore {
   const sk_module *m;
   sarena arena;
@@ -187,6 +249,11 @@ struct sk_memstore {
   smap redis;
   smap idem;        /* idempotency key -> result id */
   smap names;       /* interned field names */
+  sk_string *name_cache[NAME_CACHE]; /* names interned last (round robin): most puts hash no name */
+  size_t name_next;
+  /* the row ms_row_field found last: a template reads several fields of one row in a row */
+  uint32_t last_table;
+  row_ent *last_row;
   struct { fault *v; size_t n, cap; } faults;
   void (*trace_fn)(void *, const sk_trace *);
   void *trace_ud;
@@ -220,7 +287,10 @@ static table_t *table_named(sk_memstore *s, const char *name, int create) {
   return t;
 }
 
+/* The table of module table `index`. The module's tables are created first, in the module's order, so
+   it is found at its index (unless the module names a table twice: then by a scan). */
 static table_t *table_at(sk_memstore *s, uint32_t index) {
+  if (index < s->tables.n && s->tables.v[index].index == index) return &s->tables.v[index];
   for (size_t i = 0; i < s->tables.n; i++)
     if (s->tables.v[i].index == index) return &s->tables.v[i];
   return NULL;
@@ -322,10 +392,11 @@ static sk_string *json_text(const json_t *v) {
   }
 }
 
-/* The value of field `name` of r (borrowed), or NULL. Rows have few fields: a scan beats a map. */
+/* The value of field `name` of r (borrowed), or NULL. Rows have few fields: a scan beats a map, and
+   the first bytes tell most names apart before a strcmp. */
 static sk_string *row_value(const row_ent *r, const char *name) {
   for (uint32_t i = 0; i < r->n; i++)
-    if (strcmp(r->f[i].name->data, name) == 0) return r->f[i].value;
+    if (r->f[i].name->data[0] == name[0] && strcmp(r->f[i].name->data, name) == 0) return r->f[i].value;
   return NULL;
 }
 
@@ -364,11 +435,22 @@ static sk_string *row_field_path(const row_ent *r, const char *path) {
   return out;
 }
 
-static sk_string *ms_row_field(void *ud, uint32_t table, const sk_string *id, const char *field) {
-  sk_memstore *s = ud;
+/* The row of module table `table` with this id, found by the id's cached hash, or NULL. The last row
+   found is remembered: rows are never removed and their id strings live as long as the store, so an id
+   that is the remembered row's own string is that row. */
+static row_ent *row_by_id(sk_memstore *s, uint32_t table, const sk_string *id) {
+  if (s->last_row && s->last_row->id == id && s->last_table == table) return s->last_row;
   table_t *t = table_at(s, table);
-  if (!t || !id) return NULL;
-  row_ent *r = smap_get(&t->rows, id->data, id->len);
+  row_ent *r = t ? smap_get_str(&t->rows, id) : NULL;
+  if (r) {
+    s->last_table = table;
+    s->last_row = r;
+  }
+  return r;
+}
+
+static sk_string *ms_row_field(void *ud, uint32_t table, const sk_string *id, const char *field) {
+  row_ent *r = id ? row_by_id(ud, table, id) : NULL;
   return r ? row_field_path(r, field) : NULL;
 }
 
@@ -382,6 +464,19 @@ static void row_unset(row_ent *r, const char *name) {
     }
 }
 
+/* The store's string for field name (interned: one per name, as long as the store). NULL out of memory.
+   The names met last are compared first: a table's rows have the same few fields. */
+static sk_string *intern_name(sk_memstore *s, const char *name, size_t nlen) {
+  for (size_t i = 0; i < NAME_CACHE; i++) {
+    sk_string *c = s->name_cache[i];
+    if (c && c->len == nlen && memcmp(c->data, name, nlen) == 0) return c;
+  }
+  smap_ent *e = smap_upsert(&s->names, &s->arena, name, nlen);
+  if (!e) return NULL;
+  s->name_cache[s->name_next++ % NAME_CACHE] = e->key;
+  return e->key;
+}
+
 /* Sets field name of r to value (takes the reference to value). Returns 0, or -1 out of memory. */
 static int row_set(sk_memstore *s, row_ent *r, const char *name, size_t nlen, sk_string *value) {
   for (uint32_t i = 0; i < r->n; i++)
@@ -390,8 +485,8 @@ static int row_set(sk_memstore *s, row_ent *r, const char *name, size_t nlen, sk
       r->f[i].value = value;
       return 0;
     }
-  smap_ent *e = smap_upsert(&s->names, &s->arena, name, nlen);
-  if (!e) return -1;
+  sk_string *interned = intern_name(s, name, nlen);
+  if (!interned) return -1;
   if (r->n == r->cap) { /* a bigger array from the arena; the old one stays there until the end */
     uint32_t nc = r->cap ? r->cap * 2 : 4;
     field_t *nf = arena_alloc(&s->arena, nc * sizeof *nf);
@@ -400,7 +495,7 @@ static int row_set(sk_memstore *s, row_ent *r, const char *name, size_t nlen, sk
     r->f = nf;
     r->cap = nc;
   }
-  r->f[r->n].name = sk_str_ref(e->key);
+  r->f[r->n].name = interned;
   r->f[r->n].value = value;
   r->n++;
   return 0;
@@ -431,7 +526,7 @@ static row_ent *rescan_first(table_t *t, const index_t *ix, const char *key, siz
   char buf[4096];
   size_t len;
   for (size_t i = 0; i < t->rows.cap; i++) {
-    row_ent *r = t->rows.v[i].key ? t->rows.v[i].val : NULL;
+    row_ent *r = t->rows.tags[i] ? t->rows.v[i].val : NULL;
     if (!r || !index_key(ix, r, buf, sizeof buf, &len) || len != klen || memcmp(buf, key, len) != 0) continue;
     if (!best || r->seq < best->seq) best = r;
   }
@@ -474,9 +569,11 @@ static void index_add(sk_memstore *s, index_t *ix, const char *key, size_t len, 
 }
 
 /* Writes row `id` of `table`: field names[i] := values[i] (lens[i] bytes, copied into the store's
-   arena; a NULL value removes the field). The shared part of sk_memstore_put and _put_values. */
+   arena; a NULL value removes the field); *row_id := the row's id string. The shared part of
+   sk_memstore_put and _put_values. */
 static int put_row(sk_memstore *s, const char *table, const char *id, const char *const *names,
-                   const char *const *values, const size_t *lens, size_t n, uint32_t *kind, uint32_t *table_index) {
+                   const char *const *values, const size_t *lens, size_t n, uint32_t *kind, uint32_t *table_index,
+                   sk_string **row_id) {
   table_t *t = table_named(s, table, 1);
   smap_ent *e = t ? smap_upsert(&t->rows, &s->arena, id, strlen(id)) : NULL;
   if (!e) return -1;
@@ -490,6 +587,10 @@ static int put_row(sk_memstore *s, const char *table, const char *id, const char
     r->seq = ++s->seq;
     e->val = r;
     *kind = SK_EVENT_INSERT;
+    uint32_t nset = 0; /* a new row's fields array is made to measure: rows are rarely updated */
+    for (size_t i = 0; i < n; i++) nset += values[i] != NULL;
+    if (nset && !(r->f = arena_alloc(&s->arena, nset * sizeof *r->f))) return -1;
+    r->cap = nset;
   } else {
     *kind = SK_EVENT_UPDATE;
     /* take the row out of the indexes it is in, then put it back with its new values */
@@ -512,6 +613,7 @@ static int put_row(sk_memstore *s, const char *table, const char *id, const char
     if (ix->table == t->index && index_key(ix, r, key, sizeof key, &klen)) index_add(s, ix, key, klen, r);
   }
   *table_index = t->index;
+  *row_id = r->id;
   return rc;
 }
 
@@ -538,7 +640,8 @@ int sk_memstore_put(sk_memstore *s, const char *table, const char *id, json_t *r
       }
       i++;
     }
-    if (!bad) rc = put_row(s, table, id, names, values, lens, n, kind, table_index);
+    sk_string *row_id;
+    if (!bad) rc = put_row(s, table, id, names, values, lens, n, kind, table_index, &row_id);
   }
   for (size_t k = 0; texts && k < n; k++) sk_str_unref(texts[k]);
   free(names);
@@ -550,8 +653,16 @@ int sk_memstore_put(sk_memstore *s, const char *table, const char *id, json_t *r
 
 int sk_memstore_put_values(sk_memstore *s, const char *table, const char *id, const char *const *names,
                            const char *const *values, const size_t *lens, size_t n, uint32_t *kind,
-                           uint32_t *table_index) {
-  return put_row(s, table, id, names, values, lens, n, kind, table_index);
+                           uint32_t *table_index, sk_string **row_id) {
+  return put_row(s, table, id, names, values, lens, n, kind, table_index, row_id);
+}
+
+int sk_memstore_reserve(sk_memstore *s, const char *table, uint64_t rows) {
+  table_t *t = table_named(s, table, 1);
+  if (!t || rows > SIZE_MAX / 4 || smap_reserve(&t->rows, (size_t)rows) != 0) return -1; /* no overflow below */
+  for (uint32_t i = 0; t->index != UINT32_MAX && i < s->m->nshapes; i++)
+    if (s->indexes[i].table == t->index && smap_reserve(&s->indexes[i].idx, (size_t)rows) != 0) return -1;
+  return 0;
 }
 
 sk_string *sk_memstore_row_id(sk_memstore *s, uint32_t table_index, const char *id) {

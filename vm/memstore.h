@@ -43,10 +43,16 @@ int sk_memstore_put(sk_memstore *s, const char *table, const char *id, json_t *r
                     uint32_t *table_index);
 
 /* The same without JSON: field names[i] := values[i], lens[i] bytes (copied; a NULL value removes the
-   field). For generated rows, where building JSON would cost more than the write. */
+   field). For generated rows, where building JSON would cost more than the write. *row_id gets the id
+   string the store keeps for the row (as sk_memstore_row_id would, without a second lookup). */
 int sk_memstore_put_values(sk_memstore *s, const char *table, const char *id, const char *const *names,
                            const char *const *values, const size_t *lens, size_t n, uint32_t *kind,
-                           uint32_t *table_index);
+                           uint32_t *table_index, sk_string **row_id);
+
+/* Makes room for `rows` more rows of `table` (and its indexes) at once, so that a bulk load, such as a
+   scenario's generated events, does not rehash the table again and again as it grows. A hint: 0, or -1
+   when memory runs out (the store works on, growing as it goes). */
+int sk_memstore_reserve(sk_memstore *s, const char *table, uint64_t rows);
 
 /* The id string the store keeps for a row (shared with instances), or NULL. */
 sk_string *sk_memstore_row_id(sk_memstore *s, uint32_t table_index, const char *id);

@@ -3,7 +3,7 @@
  *
  *   - one instance per (loop, subject), ever: a set of 128-bit hashes of (loop, subject) remembers every
  *     pair that was started, so a trigger delivered twice (or after the instance ended) starts nothing;
- *   - a binary min-heap of timers (deadline, then the order they were set), each instance in it at most
+ *   - a 4-ary min-heap of timers (deadline, then the order they were set), each instance in it at most
  *     once (it knows its heap position, so a wake-up by key cancels its deadline in O(log n));
  *   - waiters: a chained hash from a 64-bit wake-up key to the instances waiting on it, the chains
  *     threaded through the instances themselves (4 bytes of bucket per waiting instance, no allocation
@@ -13,7 +13,8 @@
  *     `maxDelay`, "equal jitter" drawn from a seeded generator, and a provider's Retry-After when it is
  *     longer; then the dead letter.
  * Memory per waiting instance: the instance (a 40-byte header + 16 bytes a register, from a slab), a
- * heap slot, a waiter-map slot, a seen-set slot and a pointer; rows and their ids belong to the store.
+ * heap slot, a waiter-map slot, a seen-set slot (and its tag byte) and a pointer; rows and their ids
+ * belong to the store.
  */
 #include <assert.h>
 #include <stddef.h>
@@ -57,7 +58,7 @@ struct sk_sched {
   /* waiters: a chained hash whose chains run through the instances (wait_next / wait_prev): bucket
      heads are instance id + 1, 0 when empty; cap is a power of two, n the waiting instances */
   struct { uint32_t *v; uint32_t n, cap; } waiters;
-  struct { seen_ent *v; uint64_t n, cap; } seen;
+  struct { seen_ent *v; uint8_t *tags; uint64_t n, cap; } seen;
   struct { uint32_t *v; uint32_t head, n, cap; } queue;
   struct { ev_kind *v; uint32_t n, cap; } evkinds;
   shape_info *shapes;
@@ -106,10 +107,14 @@ static void heap_set(sk_sched *s, uint32_t pos, timer_ent e) {
   s->insts.v[e.id]->heap_pos = pos;
 }
 
+/* The heap is 4-ary: half the levels of a binary heap, so a pop moves (and re-indexes) half the
+   instances; a node's four children sit side by side. Children of p: 4p+1 .. 4p+4. */
+#define HEAP_ARITY 4u
+
 static void heap_up(sk_sched *s, uint32_t pos) {
   timer_ent e = s->heap.v[pos];
   while (pos > 0) {
-    uint32_t parent = (pos - 1) / 2;
+    uint32_t parent = (pos - 1) / HEAP_ARITY;
     if (!timer_less(&e, &s->heap.v[parent])) break;
     heap_set(s, pos, s->heap.v[parent]);
     pos = parent;
@@ -120,9 +125,11 @@ static void heap_up(sk_sched *s, uint32_t pos) {
 static void heap_down(sk_sched *s, uint32_t pos) {
   timer_ent e = s->heap.v[pos];
   for (;;) {
-    uint32_t c = 2 * pos + 1;
-    if (c >= s->heap.n) break;
-    if (c + 1 < s->heap.n && timer_less(&s->heap.v[c + 1], &s->heap.v[c])) c++;
+    uint32_t first = HEAP_ARITY * pos + 1, c = first;
+    if (first >= s->heap.n) break;
+    uint32_t end = s->heap.n - first < HEAP_ARITY ? s->heap.n : first + HEAP_ARITY;
+    for (uint32_t k = first + 1; k < end; k++)
+      if (timer_less(&s->heap.v[k], &s->heap.v[c])) c = k;
     if (!timer_less(&s->heap.v[c], &e)) break;
     heap_set(s, pos, s->heap.v[c]);
     pos = c;
@@ -136,9 +143,10 @@ static void timer_cancel(sk_sched *s, sk_inst *in) {
   in->heap_pos = UINT32_MAX;
   timer_ent last = s->heap.v[--s->heap.n];
   if (pos == s->heap.n) return;
-  heap_set(s, pos, last);
-  heap_up(s, pos);
-  heap_down(s, s->insts.v[last.id]->heap_pos);
+  /* the last entry fills the hole and moves up or down from there (each move re-indexes an instance) */
+  s->heap.v[pos] = last;
+  if (pos > 0 && timer_less(&last, &s->heap.v[(pos - 1) / HEAP_ARITY])) heap_up(s, pos);
+  else heap_down(s, pos);
 }
 
 static void timer_set(sk_sched *s, sk_inst *in, int64_t at) {
@@ -301,35 +309,43 @@ static void inst_free(sk_sched *s, sk_inst *in) {
   inst_release(s, in);
 }
 
-/* Adds (loop, subject) to the seen set; returns 0 if it was there already. */
+/* Adds (loop, subject) to the seen set; returns 0 if it was there already. The set is open addressing
+   over 128-bit hashes, with a tag byte a slot in an array of its own (0: empty, else 7 bits of the hash):
+   a new pair, the common case, is found missing from the tags alone, and its entry is only written. */
 static int seen_add(sk_sched *s, uint32_t loop, const sk_string *subject) {
   XXH128_hash_t h = XXH3_128bits_withSeed(subject->data, subject->len, loop);
-  seen_ent e = {h.low64 | 1, h.high64};
+  seen_ent e = {h.low64, h.high64}; /* the slot comes from hi, the tag from lo */
+  uint8_t tag = (uint8_t)(0x80u | (e.lo >> 57));
   if ((s->seen.n + 1) * 4 > s->seen.cap * 3) {
     uint64_t oc = s->seen.cap;
     seen_ent *old = s->seen.v;
+    uint8_t *old_tags = s->seen.tags;
     s->seen.cap = oc ? oc * 2 : 1024;
-    s->seen.v = calloc(s->seen.cap, sizeof *s->seen.v);
-    if (!s->seen.v) {
+    s->seen.v = malloc(s->seen.cap * sizeof *s->seen.v); /* an entry is read only when its tag is set */
+    s->seen.tags = calloc(s->seen.cap, 1);
+    if (!s->seen.v || !s->seen.tags) {
       fputs("skene-vm: out of memory\n", stderr);
       abort();
     }
     for (uint64_t i = 0; i < oc; i++) {
-      if (!old[i].lo) continue;
-      uint64_t j = old[i].lo & (s->seen.cap - 1);
-      while (s->seen.v[j].lo) j = (j + 1) & (s->seen.cap - 1);
+      if (!old_tags[i]) continue;
+      uint64_t j = old[i].hi & (s->seen.cap - 1);
+      while (s->seen.tags[j]) j = (j + 1) & (s->seen.cap - 1);
       s->seen.v[j] = old[i];
+      s->seen.tags[j] = old_tags[i];
     }
     free(old);
+    free(old_tags);
   }
   uint64_t mask = s->seen.cap - 1;
-  for (uint64_t j = e.lo & mask;; j = (j + 1) & mask) {
-    if (!s->seen.v[j].lo) {
+  for (uint64_t j = e.hi & mask;; j = (j + 1) & mask) {
+    if (!s->seen.tags[j]) {
       s->seen.v[j] = e;
+      s->seen.tags[j] = tag;
       s->seen.n++;
       return 1;
     }
-    if (s->seen.v[j].lo == e.lo && s->seen.v[j].hi == e.hi) return 0;
+    if (s->seen.tags[j] == tag && s->seen.v[j].lo == e.lo && s->seen.v[j].hi == e.hi) return 0;
   }
 }
 
@@ -582,6 +598,7 @@ void sk_sched_free(sk_sched *s) {
   free(s->heap.v);
   free(s->waiters.v);
   free(s->seen.v);
+  free(s->seen.tags);
   free(s->queue.v);
   free(s->evkinds.v);
   free(s);
@@ -591,6 +608,6 @@ void sk_sched_get_stats(const sk_sched *s, sk_sched_stats *out) {
   *out = s->stats;
   out->waiting = s->stats.started - s->stats.ended;
   out->bytes = s->inst_bytes + (uint64_t)s->insts.cap * sizeof(sk_inst *) + (uint64_t)s->heap.cap * sizeof(timer_ent) +
-               (uint64_t)s->waiters.cap * sizeof(uint32_t) + s->seen.cap * sizeof(seen_ent) +
+               (uint64_t)s->waiters.cap * sizeof(uint32_t) + s->seen.cap * (sizeof(seen_ent) + 1) +
                (uint64_t)s->queue.cap * sizeof(uint32_t) + (uint64_t)s->free_ids.cap * sizeof(uint32_t);
 }

@@ -23,7 +23,3 @@ uint64_t sk_str_hash(const sk_string *s) {
 }
 
 sk_string *sk_str_from(const char *s) { return sk_str_new(s, strlen(s)); }
-
-void sk_str_unref(sk_string *s) {
-  if (s && !(s->refs & SK_STR_IMMORTAL) && --s->refs == 0) free(s);
-}

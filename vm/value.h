@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 typedef struct sk_string {
   uint32_t refs;
@@ -28,7 +29,11 @@ static inline sk_string *sk_str_ref(sk_string *s) {
   if (s && !(s->refs & SK_STR_IMMORTAL)) s->refs++;
   return s;
 }
-void sk_str_unref(sk_string *s);
+/* Drops a reference; the last one frees s. Inline: most strings a VM touches are the store's (immortal),
+   and their unref is a test. */
+static inline void sk_str_unref(sk_string *s) {
+  if (s && !(s->refs & SK_STR_IMMORTAL) && --s->refs == 0) free(s);
+}
 /* The string's hash, computed on first use (strings rendered into scratch buffers skip it). */
 uint64_t sk_str_hash(const sk_string *s);
 static inline int sk_str_eq(const sk_string *a, const sk_string *b) {
