@@ -1,0 +1,42 @@
+/*
+ * keys.h: every key Skene reads or writes in the product's Redis, in one place (DESIGN.md: "All of
+ * Skene's own keys live under one prefix, listed in one place in the code").
+ *
+ * The product's own keys are read only: its rows (`tables.T.key`, e.g. `users:{id}`) and, for a
+ * `stream` feed, the stream it writes for Skene. Everything else is Skene's, under the prefix
+ * (default "skene:", SKENE_REDIS_PREFIX to change it). Curly braces in the patterns below are
+ * placeholders, not Redis Cluster hash tags. A server-side script names every key it touches in KEYS.
+ *
+ * SK_KEYS(X): X(NAME, pattern after the prefix, Redis type, what it holds)
+ */
+#ifndef SK_KEYS_H
+#define SK_KEYS_H
+
+#include <stddef.h>
+
+#define SK_KEY_PREFIX_DEFAULT "skene:"
+
+/* The consumer group Skene reads every stream feed with (one group: workers share the work). */
+#define SK_FEED_GROUP "skene"
+
+#define SK_KEYS(X) \
+  X(FEED,    "{table}",              "stream", "the change feed the app writes: XADD skene:users * id <id> [op insert|update]") \
+  X(SEEN,    "seen:{table}",         "set",    "ids of a keyspace or scan table seen so far (first sight triggers, later ones do not)") \
+  X(INDEX,   "idx:{shape}:{values}", "zset",   "rows under one query shape and values: member row id, score insertion order; ZCARD counts") \
+  X(STARTED, "started:{loop}",       "set",    "subjects a loop was ever started for: one instance per (loop, subject), ever") \
+  X(INST,    "inst:{loop}:{subject}", "string", "an instance's snapshot (vm/snapshot.c), written at every suspension") \
+  X(TIMERS,  "timers",               "zset",   "instances with a deadline or a retry: member inst key, score wake time (ms)") \
+  X(WAIT,    "wait:{key}",           "set",    "instances waiting on one wake-up key (an index key or an event)") \
+  X(LEASE,   "lease:{loop}:{subject}", "string", "the worker running an instance now (SET NX PX): one worker at a time") \
+  X(CODE,    "code:{hash}",          "string", "a .skb by its xxh3: an instance finishes on the bytecode it started with") \
+  X(DLQ,     "dlq",                  "stream", "dead letters: loop, subject, step, reason; re-driven by skene-vm dlq retry") \
+  X(WORKERS, "workers",              "zset",   "live workers: member worker id, score last heartbeat (ms); a dead one's work is reclaimed")
+
+typedef enum {
+#define SK_KEY_ENUM(name, pattern, type, doc) SK_KEY_##name,
+  SK_KEYS(SK_KEY_ENUM)
+#undef SK_KEY_ENUM
+  SK_KEY_COUNT
+} sk_key_kind;
+
+#endif
