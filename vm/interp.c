@@ -24,6 +24,7 @@
 
 struct sk_vm {
   const sk_module *m;
+  uint32_t running;       /* id of the instance sk_exec runs */
   const sk_runtime_ops *ops;
   void *ud;
   sk_string **kstr;          /* per constant: its string as an sk_str (SK_CONST_STR), else NULL */
@@ -49,6 +50,7 @@ sk_vm *sk_vm_new(const sk_module *m, const sk_runtime_ops *ops, void *ud) {
   vm->m = m;
   vm->ops = ops;
   vm->ud = ud;
+  vm->running = SK_NONE;
   vm->kstr = calloc(m->nconsts + 1, sizeof *vm->kstr);
   vm->seg_lit = calloc(m->nsegs + 1, sizeof *vm->seg_lit);
   vm->cond_step = calloc(m->nconds + 1, sizeof *vm->cond_step);
@@ -84,6 +86,7 @@ void sk_vm_free(sk_vm *vm) {
 
 const sk_module *sk_vm_module(const sk_vm *vm) { return vm->m; }
 int64_t sk_vm_now(const sk_vm *vm) { return vm->ops->now(vm->ud); }
+uint32_t sk_vm_running(const sk_vm *vm) { return vm->running; }
 sk_string *sk_vm_row_field(sk_vm *vm, uint32_t table, const sk_string *id, const char *field) {
   return vm->ops->row_field(vm->ud, table, id, field);
 }
@@ -240,8 +243,8 @@ static void format_now(int64_t ms, char out[48]) {
 }
 
 /*
- * Appends template tr's segments over inst's registers to b. Returns 0 on a missing value without a
- * default, and says which in reason. Cost O(output).
+ * Appends template tr's segments over inst's registers to b. Returns 1, 0 on a missing value without a
+ * default (and says which in reason), or -1 when the runtime is still loading a row. Cost O(output).
  */
 static int render_segs(sk_vm *vm, const sk_inst *inst, const sk_tmpl_rec *tr, obuf *b, char *reason, size_t rcap) {
   const sk_module *m = vm->m;
@@ -269,6 +272,7 @@ static int render_segs(sk_vm *vm, const sk_inst *inst, const sk_tmpl_rec *tr, ob
       }
     } else if (v->tag == SK_VAL_ROW) {
       val = vm->ops->row_field(vm->ud, v->table, v->u.s, sk_str(m, s->str));
+      if (val == SK_PENDING) return -1;
     }
     if (val && val->len == 0 && s->default_str != SK_NONE) {
       sk_str_unref(val);
@@ -294,7 +298,8 @@ static int render_segs(sk_vm *vm, const sk_inst *inst, const sk_tmpl_rec *tr, ob
  * Renders template t (global index) of loop `lp` over inst's registers into a string (a new
  * reference). slot 0..63: into that scratch string of the VM, in place, unless a runtime kept a
  * reference to it (then a fresh one); other slots: a new string of the exact size. On a missing value
- * without a default returns NULL and says which in reason. Cost O(output).
+ * without a default returns NULL and says which in reason; SK_PENDING while the runtime loads a row.
+ * Cost O(output).
  */
 static sk_string *render(sk_vm *vm, const sk_inst *inst, uint32_t t, char *reason, size_t rcap, int slot) {
   const sk_module *m = vm->m;
@@ -308,7 +313,7 @@ static sk_string *render(sk_vm *vm, const sk_inst *inst, uint32_t t, char *reaso
       sk_string *val = NULL;
       if (s->str == SK_NONE && (v->tag == SK_VAL_STR || v->tag == SK_VAL_ROW)) val = sk_str_ref(v->u.s);
       else if (s->str != SK_NONE && v->tag == SK_VAL_ROW) val = vm->ops->row_field(vm->ud, v->table, v->u.s, sk_str(m, s->str));
-      if (val && val->len > 0) return val;
+      if (val == SK_PENDING || (val && val->len > 0)) return val;
       sk_str_unref(val);
     }
   }
@@ -333,6 +338,16 @@ static sk_string *render(sk_vm *vm, const sk_inst *inst, uint32_t t, char *reaso
     b = (obuf){sc->data, 0, vm->scratch_cap[slot], 0, sc};
   }
   int ok = render_segs(vm, inst, tr, &b, reason, rcap);
+  if (ok < 0) { /* a row is still loading */
+    if (scratch) {
+      vm->scratch[slot] = b.str;
+      vm->scratch_cap[slot] = b.cap;
+    } else {
+      vm->buf = b.p;
+      vm->cap = b.cap;
+    }
+    return SK_PENDING;
+  }
   if (scratch) { /* the string may have moved as it grew */
     vm->scratch[slot] = b.str;
     vm->scratch_cap[slot] = b.cap;
@@ -356,7 +371,7 @@ static sk_string *render(sk_vm *vm, const sk_inst *inst, uint32_t t, char *reaso
 /* ---- conditions and effects ---- */
 
 typedef struct {
-  int failed, transient;
+  int failed, transient, pending;
   int64_t retry_after_ms;
   uint32_t held, count;
   uint64_t key;           /* index key to wait on, 0 when the condition cannot be woken (redis: poll) */
@@ -375,21 +390,30 @@ static void eval_cond(sk_vm *vm, sk_inst *inst, uint32_t c, cond_eval *ce, char 
   memset(ce, 0, sizeof *ce);
   for (uint32_t i = 0; i < n; i++) {
     vals[i] = render(vm, inst, lp->tmpl_first + m->fields[cr->fld_first + i].tmpl, reason, rcap, (int)i);
-    if (!vals[i]) {
+    if (!vals[i] || vals[i] == SK_PENDING) {
+      ce->pending = vals[i] == SK_PENDING;
+      ce->failed = !ce->pending;
       for (uint32_t k = 0; k < i; k++) sk_str_unref(vals[k]);
-      ce->failed = 1;
       return;
     }
   }
   if (cr->kind == SK_COND_QUERY) {
     ce->count = vm->ops->query(vm->ud, cr->shape, vals, n, cr->limit, &ce->match);
+    if (ce->count == SK_QUERY_PENDING) {
+      ce->pending = 1;
+      ce->count = 0;
+      for (uint32_t i = 0; i < n; i++) sk_str_unref(vals[i]);
+      return;
+    }
     ce->held = ce->count >= cr->min_rows;
     ce->key = sk_index_key(cr->shape, vals, n);
     ce->match_table = m->shapes[cr->shape].table;
   } else {
     sk_io io = {0};
     vm->ops->redis(vm->ud, vals, n, 0, &io);
-    if (!io.ok) {
+    if (io.pending) {
+      ce->pending = 1;
+    } else if (!io.ok) {
       ce->failed = 1;
       ce->transient = io.transient;
       ce->retry_after_ms = io.retry_after_ms;
@@ -401,7 +425,17 @@ static void eval_cond(sk_vm *vm, sk_inst *inst, uint32_t c, cond_eval *ce, char 
     sk_str_unref(io.result);
   }
   for (uint32_t i = 0; i < n; i++) sk_str_unref(vals[i]);
-  if (!ce->failed) inst->attempts = 0; /* it answered: its retries are over, the action's start from 0 */
+  if (!ce->failed && !ce->pending) inst->attempts = 0; /* it answered: its retries are over, the action's start from 0 */
+}
+
+/* When a condition could not be evaluated (a failure, or the runtime is still loading), stops the
+   instance at pc with the status the scheduler acts on; returns 1 then. */
+static int cond_stops(const cond_eval *ce, sk_inst *inst, uint32_t pc, sk_exec_result *r) {
+  if (!ce->failed && !ce->pending) return 0;
+  inst->pc = pc;
+  r->status = ce->pending ? SK_EXEC_IO : ce->transient ? SK_EXEC_RETRY : SK_EXEC_FAIL;
+  r->retry_after_ms = ce->retry_after_ms;
+  return 1;
 }
 
 static void trace(sk_vm *vm, sk_inst *inst, sk_trace_kind k, uint32_t step, const sk_effect_call *call,
@@ -411,7 +445,8 @@ static void trace(sk_vm *vm, sk_inst *inst, sk_trace_kind k, uint32_t step, cons
   vm->ops->trace(vm->ud, &t);
 }
 
-/* Runs effect e (global index). Returns 1 done (R[a] set), 0 failed (r filled). */
+/* Runs effect e (global index). Returns 1 done (R[a] set), 0 failed (r filled), -1 waiting for the
+   runtime (r->status SK_EXEC_IO: a row still loading, or the effect started asynchronously). */
 static int do_effect(sk_vm *vm, sk_inst *inst, uint32_t a, uint32_t e, sk_exec_result *r) {
   const sk_module *m = vm->m;
   const sk_loop_rec *lp = &m->loops[inst->loop];
@@ -422,10 +457,11 @@ static int do_effect(sk_vm *vm, sk_inst *inst, uint32_t a, uint32_t e, sk_exec_r
     const sk_field_rec *f = &m->fields[er->fld_first + i];
     fv[i].name = sk_str(m, f->name_str);
     fv[i].value = render(vm, inst, lp->tmpl_first + f->tmpl, r->reason, sizeof r->reason, (int)i);
-    if (!fv[i].value) {
+    if (!fv[i].value || fv[i].value == SK_PENDING) {
+      int pending = fv[i].value == SK_PENDING;
       for (uint32_t k = 0; k < i; k++) sk_str_unref(fv[k].value);
-      r->status = SK_EXEC_FAIL;
-      return 0;
+      r->status = pending ? SK_EXEC_IO : SK_EXEC_FAIL;
+      return pending ? -1 : 0;
     }
   }
   sk_effect_call call = {m, inst->loop, inst, er, fv, n, {0}, inst->attempts + 1};
@@ -444,6 +480,12 @@ static int do_effect(sk_vm *vm, sk_inst *inst, uint32_t a, uint32_t e, sk_exec_r
   } else {
     vm->ops->effect(vm->ud, &call, &io);
   }
+  if (io.pending) { /* the runtime performs it; its answer comes through sk_exec_effect_done */
+    inst->flags |= SK_INST_F_EFFECT_STARTED;
+    for (uint32_t i = 0; i < n; i++) sk_str_unref(fv[i].value);
+    r->status = SK_EXEC_IO;
+    return -1;
+  }
   int ok = io.ok;
   if (ok) {
     trace(vm, inst, SK_TR_ACTION_OK, er->step, &call, NULL, 0);
@@ -460,13 +502,45 @@ static int do_effect(sk_vm *vm, sk_inst *inst, uint32_t a, uint32_t e, sk_exec_r
   return ok;
 }
 
+int sk_exec_effect_done(sk_vm *vm, sk_inst *inst, const sk_io *io, sk_exec_result *r) {
+  const sk_module *m = vm->m;
+  const sk_loop_rec *lp = &m->loops[inst->loop];
+  uint32_t insn = m->code[lp->code_first + inst->pc].insn;
+  assert(SK_GET_OP(insn) == SK_OP_EFFECT && (inst->flags & SK_INST_F_EFFECT_STARTED));
+  const sk_effect_rec *er = &m->effects[lp->eff_first + SK_GETARG_Bx(insn)];
+  memset(r, 0, sizeof *r);
+  r->wake_at = SK_TIME_NONE;
+  inst->flags &= (uint8_t)~SK_INST_F_EFFECT_STARTED;
+  if (io->ok) {
+    trace(vm, inst, SK_TR_ACTION_OK, er->step, NULL, NULL, 0); /* the runtime has the request itself */
+    sk_val_clear(&inst->regs[SK_GETARG_A(insn)]);
+    if (io->result) inst->regs[SK_GETARG_A(insn)] = sk_val_str(sk_str_ref(io->result));
+    inst->attempts = 0;
+    inst->pc++;
+    return 1;
+  }
+  r->status = io->transient ? SK_EXEC_RETRY : SK_EXEC_FAIL;
+  r->retry_after_ms = io->retry_after_ms;
+  snprintf(r->reason, sizeof r->reason, "%s", io->reason[0] ? io->reason : "failed");
+  return 0;
+}
+
 /* ---- the interpreter ---- */
 
 #if defined(__GNUC__) && !defined(SK_NO_JUMPTABLE)
 #define SK_USE_JUMPTABLE 1
 #endif
 
+static sk_exec_status exec(sk_vm *vm, sk_inst *inst, sk_exec_result *r);
+
 sk_exec_status sk_exec(sk_vm *vm, sk_inst *inst, sk_exec_result *r) {
+  vm->running = inst->id;
+  sk_exec_status st = exec(vm, inst, r);
+  vm->running = SK_NONE;
+  return st;
+}
+
+static sk_exec_status exec(sk_vm *vm, sk_inst *inst, sk_exec_result *r) {
   const sk_module *m = vm->m;
   const sk_loop_rec *lp = &m->loops[inst->loop];
   const uint32_t *code = &m->code[lp->code_first].insn;
@@ -571,12 +645,7 @@ sk_exec_status sk_exec(sk_vm *vm, sk_inst *inst, sk_exec_result *r) {
         uint32_t a = SK_GETARG_A(i), c = lp->cond_first + SK_GETARG_Bx(i);
         cond_eval ce;
         eval_cond(vm, inst, c, &ce, r->reason, sizeof r->reason);
-        if (ce.failed) {
-          inst->pc = pc;
-          r->status = ce.transient ? SK_EXEC_RETRY : SK_EXEC_FAIL;
-          r->retry_after_ms = ce.retry_after_ms;
-          return r->status;
-        }
+        if (cond_stops(&ce, inst, pc, r)) return r->status;
         sk_val_clear(&R[a]);
         R[a] = sk_val_int(ce.held);
         sk_val_clear(&R[a + 1]);
@@ -592,12 +661,7 @@ sk_exec_status sk_exec(sk_vm *vm, sk_inst *inst, sk_exec_result *r) {
         uint32_t a = SK_GETARG_A(i), c = lp->cond_first + SK_GETARG_Bx(i);
         cond_eval ce;
         eval_cond(vm, inst, c, &ce, r->reason, sizeof r->reason);
-        if (ce.failed) {
-          inst->pc = pc;
-          r->status = ce.transient ? SK_EXEC_RETRY : SK_EXEC_FAIL;
-          r->retry_after_ms = ce.retry_after_ms;
-          return r->status;
-        }
+        if (cond_stops(&ce, inst, pc, r)) return r->status;
         int64_t deadline = R[a].tag == SK_VAL_INT ? R[a].u.i : SK_TIME_NONE;
         if (ce.held) {
           inst->flags &= (uint8_t)~SK_INST_F_WAIT_ANNOUNCED;
@@ -653,12 +717,13 @@ sk_exec_status sk_exec(sk_vm *vm, sk_inst *inst, sk_exec_result *r) {
         return r->status;
       }
       /* Opcode: RENDER A Bx. R[A] := template Bx rendered over the registers. A missing value without a
-         default fails the instance (permanent: dead letter with the placeholder named). */
+         default fails the instance (permanent: dead letter with the placeholder named); a row the
+         runtime is still loading suspends it here (SK_EXEC_IO). */
       vmcase(RENDER) {
         sk_string *s = render(vm, inst, lp->tmpl_first + SK_GETARG_Bx(i), r->reason, sizeof r->reason, -1);
-        if (!s) {
+        if (!s || s == SK_PENDING) {
           inst->pc = pc;
-          r->status = SK_EXEC_FAIL;
+          r->status = s ? SK_EXEC_IO : SK_EXEC_FAIL;
           return r->status;
         }
         sk_val_clear(&R[SK_GETARG_A(i)]);
@@ -670,7 +735,7 @@ sk_exec_status sk_exec(sk_vm *vm, sk_inst *inst, sk_exec_result *r) {
          idempotency key; R[A] := the provider's result. A transient failure leaves pc here for the
          recovery policy to retry; a permanent one fails the instance. */
       vmcase(EFFECT) {
-        if (!do_effect(vm, inst, SK_GETARG_A(i), lp->eff_first + SK_GETARG_Bx(i), r)) {
+        if (do_effect(vm, inst, SK_GETARG_A(i), lp->eff_first + SK_GETARG_Bx(i), r) != 1) {
           inst->pc = pc;
           return r->status;
         }

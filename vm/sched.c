@@ -386,53 +386,75 @@ static uint32_t step_of_pc(const sk_module *m, const sk_inst *in) {
 
 /* ---- running ---- */
 
-static void run_one(sk_sched *s, sk_inst *in) {
-  sk_exec_result r;
+/* Acts on what sk_exec (or an asynchronous effect's completion) said about instance in. */
+static void handle(sk_sched *s, sk_inst *in, sk_exec_status status, const sk_exec_result *r) {
   const sk_loop_rec *l = &s->m->loops[in->loop];
-  switch (sk_exec(s->vm, in, &r)) {
+  switch (status) {
   case SK_EXEC_END:
-    end_instance(s, in, r.outcome, NULL);
+    end_instance(s, in, r->outcome, NULL);
     return;
   case SK_EXEC_SLEEP:
     in->state = SK_INST_SLEEPING;
-    timer_set(s, in, r.wake_at);
+    timer_set(s, in, r->wake_at);
     return;
   case SK_EXEC_AWAIT:
     in->state = SK_INST_AWAITING;
-    if (r.key) wait_add(s, in, r.key);
-    timer_set(s, in, r.wake_at);
+    if (r->key) wait_add(s, in, r->key);
+    timer_set(s, in, r->wake_at);
     return;
   case SK_EXEC_WAITEV:
     in->state = SK_INST_WAITEV;
-    wait_add(s, in, r.key);
-    timer_set(s, in, r.wake_at);
+    wait_add(s, in, r->key);
+    timer_set(s, in, r->wake_at);
+    return;
+  case SK_EXEC_IO:
+    in->state = SK_INST_IO; /* the runtime resumes it: sk_sched_io_ready / sk_sched_io_done */
     return;
   case SK_EXEC_RETRY: {
     uint32_t step = step_of_pc(s->m, in);
     in->attempts++;
     if (in->attempts > l->retries) {
       char reason[400];
-      snprintf(reason, sizeof reason, "retries exhausted after %u attempts: %s", in->attempts, r.reason);
+      snprintf(reason, sizeof reason, "retries exhausted after %u attempts: %s", in->attempts, r->reason);
       trace(s, in, SK_TR_ACTION_FAILED, step, reason, 0, 0);
       s->stats.dead_letters++;
       end_instance(s, in, SK_OUTCOME_FAILED, reason);
       return;
     }
     int64_t delay = retry_delay(s, l, in->attempts);
-    if (r.retry_after_ms > delay) delay = r.retry_after_ms;
-    trace(s, in, SK_TR_ACTION_RETRY, step, r.reason, delay, 0);
+    if (r->retry_after_ms > delay) delay = r->retry_after_ms;
+    trace(s, in, SK_TR_ACTION_RETRY, step, r->reason, delay, 0);
     in->state = SK_INST_RETRYING;
     timer_set(s, in, now(s) + delay);
     return;
   }
   case SK_EXEC_FAIL: {
     uint32_t step = step_of_pc(s->m, in);
-    trace(s, in, SK_TR_ACTION_FAILED, step, r.reason, 0, 0);
+    trace(s, in, SK_TR_ACTION_FAILED, step, r->reason, 0, 0);
     s->stats.dead_letters++;
-    end_instance(s, in, SK_OUTCOME_FAILED, r.reason);
+    end_instance(s, in, SK_OUTCOME_FAILED, r->reason);
     return;
   }
   }
+}
+
+static void run_one(sk_sched *s, sk_inst *in) {
+  sk_exec_result r;
+  sk_exec_status st = sk_exec(s->vm, in, &r);
+  handle(s, in, st, &r);
+}
+
+void sk_sched_io_ready(sk_sched *s, uint32_t id) {
+  sk_inst *in = id < s->insts.n ? s->insts.v[id] : NULL;
+  if (in && in->state == SK_INST_IO && !(in->flags & SK_INST_F_EFFECT_STARTED)) enqueue(s, in);
+}
+
+void sk_sched_io_done(sk_sched *s, uint32_t id, const sk_io *io) {
+  sk_inst *in = id < s->insts.n ? s->insts.v[id] : NULL;
+  if (!in || in->state != SK_INST_IO || !(in->flags & SK_INST_F_EFFECT_STARTED)) return;
+  sk_exec_result r;
+  if (sk_exec_effect_done(s->vm, in, io, &r)) enqueue(s, in);
+  else handle(s, in, r.status, &r);
 }
 
 void sk_sched_run(sk_sched *s) {
@@ -506,7 +528,7 @@ void sk_sched_row(sk_sched *s, uint32_t table, uint32_t kind, sk_string *id) {
     if (ek->table != table || ek->kind != kind) continue;
     sk_string *subject = ek->subject_col == SK_NONE ? sk_str_ref(id)
                                                  : sk_vm_row_field(s->vm, table, id, sk_str(m, ek->subject_col));
-    if (!subject) continue;
+    if (!subject || subject == SK_PENDING) continue; /* a runtime must answer here (vm.h) */
     wake(s, sk_event_key(table, kind, subject), ek, table, id, subject);
     sk_str_unref(subject);
   }
@@ -516,8 +538,11 @@ void sk_sched_row(sk_sched *s, uint32_t table, uint32_t kind, sk_string *id) {
     if (si->table != table) continue;
     sk_string *vals[64];
     uint32_t n = 0;
-    for (; n < si->ncols && n < 64; n++)
-      if (!(vals[n] = sk_vm_row_field(s->vm, table, id, si->cols[n]))) break;
+    for (; n < si->ncols && n < 64; n++) {
+      vals[n] = sk_vm_row_field(s->vm, table, id, si->cols[n]);
+      if (vals[n] == SK_PENDING) vals[n] = NULL; /* a runtime must answer here (vm.h) */
+      if (!vals[n]) break;
+    }
     if (n == si->ncols) wake(s, sk_index_key(sh, vals, n), NULL, table, id, NULL);
     for (uint32_t k = 0; k < n; k++) sk_str_unref(vals[k]);
   }

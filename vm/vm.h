@@ -35,6 +35,7 @@ typedef enum {
   SK_INST_AWAITING,     /* AWAIT: an index key, and a timer for the deadline */
   SK_INST_WAITEV,       /* WAITEV: an event key, and a timer when there is a deadline */
   SK_INST_RETRYING,     /* EFFECT failed transiently: a timer for the next attempt */
+  SK_INST_IO,           /* waiting for the runtime: data it is loading, or an effect it is performing */
   SK_INST_ENDED
 } sk_inst_state;
 
@@ -54,6 +55,7 @@ typedef struct sk_inst {
 } sk_inst;
 
 #define SK_INST_F_WAIT_ANNOUNCED 1u  /* condition.wait was traced for the current AWAIT */
+#define SK_INST_F_EFFECT_STARTED 2u  /* the EFFECT at pc is being performed by the runtime (asynchronously) */
 
 /* ---- what exec and the runtime exchange ---- */
 
@@ -74,6 +76,7 @@ typedef struct {
 } sk_effect_call;
 
 typedef struct {
+  int pending;                /* 1: started, the answer comes later through sk_sched_io_done */
   int ok;                     /* 1: done; 0: failed */
   int transient;              /* failed: 1 retry by the policy, 0 permanent (dead letter) */
   int64_t retry_after_ms;     /* transient: the provider's Retry-After, 0 when none */
@@ -101,6 +104,18 @@ typedef struct {
   uint32_t outcome;            /* END: sk_outcome */
   uint32_t count;              /* CONDITION_MET: rows that matched */
 } sk_trace;
+
+/*
+ * Asynchronous runtimes. Every operation may answer "not yet": row_field with SK_PENDING, query with
+ * SK_QUERY_PENDING, redis and effect with io.pending. The runtime then starts loading (or performing)
+ * what was asked, and the instance (sk_vm_running) suspends at that instruction; instructions have no
+ * side effect until they complete, so it simply runs again when the runtime calls sk_sched_io_ready.
+ * An effect is the exception: once started it is not started again; its answer comes through
+ * sk_sched_io_done. The in-memory store always answers at once. Outside sk_exec (sk_vm_running is
+ * SK_NONE) a runtime must answer at once.
+ */
+#define SK_PENDING ((sk_string *)(uintptr_t)1)
+#define SK_QUERY_PENDING UINT32_MAX
 
 typedef struct {
   int64_t (*now)(void *ud);
@@ -135,7 +150,8 @@ typedef enum {
   SK_EXEC_AWAIT,   /* wait for r->key (an index key) or r->wake_at (deadline) */
   SK_EXEC_WAITEV,  /* wait for r->key (an event key) or r->wake_at (SK_TIME_NONE: forever) */
   SK_EXEC_RETRY,   /* the effect at pc failed transiently: retry by the policy (r->reason, r->retry_after_ms) */
-  SK_EXEC_FAIL     /* permanent failure: dead letter with r->reason */
+  SK_EXEC_FAIL,    /* permanent failure: dead letter with r->reason */
+  SK_EXEC_IO       /* the runtime answered "not yet": wait for sk_sched_io_ready / sk_sched_io_done */
 } sk_exec_status;
 
 typedef struct {
@@ -153,6 +169,16 @@ typedef struct {
  * EFFECT (O(size of the rendered text)) and CHECK/AWAIT (one runtime query).
  */
 sk_exec_status sk_exec(sk_vm *vm, sk_inst *inst, sk_exec_result *r);
+
+/* The id of the instance sk_exec is running (for a runtime that answers "not yet" and must remember
+   whom to resume); SK_NONE outside sk_exec, where a runtime must answer at once (sk_sched_row reads
+   the fields of the row it is told about: the runtime has that row in hand). */
+uint32_t sk_vm_running(const sk_vm *vm);
+
+/* Completes the EFFECT a runtime was performing asynchronously (SK_INST_F_EFFECT_STARTED): on success
+   R[A] := the result, on to the next instruction, returns 1; on failure returns 0 with r filled as
+   sk_exec does (SK_EXEC_RETRY or SK_EXEC_FAIL). */
+int sk_exec_effect_done(sk_vm *vm, sk_inst *inst, const sk_io *io, sk_exec_result *r);
 
 /* Resumes a WAITEV that saw its event (seen=1, row = (table, id)) or hit its deadline (seen=0). */
 void sk_exec_event(sk_vm *vm, sk_inst *inst, int seen, uint32_t table, sk_string *id);
@@ -188,6 +214,11 @@ void sk_sched_free(sk_sched *s);
  * and the AWAITs whose index keys it changed; they run on the next sk_sched_run.
  */
 void sk_sched_row(sk_sched *s, uint32_t table, uint32_t kind, sk_string *id);
+
+/* The runtime has what instance id was waiting for (SK_EXEC_IO): run it again. */
+void sk_sched_io_ready(sk_sched *s, uint32_t id);
+/* The runtime finished the effect instance id started: go on, retry or dead-letter by the answer. */
+void sk_sched_io_done(sk_sched *s, uint32_t id, const sk_io *io);
 
 /* Runs every runnable instance until none is left. */
 void sk_sched_run(sk_sched *s);

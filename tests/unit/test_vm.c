@@ -299,11 +299,144 @@ static void test_snapshot(void **state) {
   teardown_world(&w);
 }
 
+/*
+ * An asynchronous runtime, as the Redis one will be: over the in-memory store, it answers "not yet" to
+ * the first read of every row field and every index query (and loads it), and performs every effect
+ * later. The instances must suspend, resume and end exactly as with the synchronous store.
+ */
+typedef struct {
+  sk_memstore *store;
+  sk_vm *vm;
+  sk_sched *sched;
+  char loaded[4096][96];
+  int nloaded;
+  uint32_t ready[256];      /* instances to resume when the loads complete */
+  int nready;
+  struct { uint32_t id; int fail_status; } effects[64];
+  int neffects;
+  int fail_next;            /* the next effect fails with this HTTP status (0: succeeds) */
+  int pendings;             /* how many "not yet" answers were given */
+} lazy;
+
+static lazy *the_lazy;
+
+static int lazy_loaded(lazy *z, const char *key) {
+  if (sk_vm_running(z->vm) == SK_NONE) return 1; /* the scheduler reading a row it was told about */
+  for (int i = 0; i < z->nloaded; i++)
+    if (strcmp(z->loaded[i], key) == 0) return 1;
+  assert_true(z->nloaded < 4096 && z->nready < 256);
+  snprintf(z->loaded[z->nloaded++], sizeof z->loaded[0], "%s", key);
+  z->ready[z->nready++] = sk_vm_running(z->vm);
+  z->pendings++;
+  return 0;
+}
+
+static int64_t lz_now(void *ud) { return sk_memstore_ops()->now(((lazy *)ud)->store); }
+static sk_string *lz_row_field(void *ud, uint32_t table, const sk_string *id, const char *field) {
+  lazy *z = ud;
+  char key[96];
+  snprintf(key, sizeof key, "row %u %s %s", table, id->data, field);
+  if (!lazy_loaded(z, key)) return SK_PENDING;
+  return sk_memstore_ops()->row_field(z->store, table, id, field);
+}
+static uint32_t lz_query(void *ud, uint32_t shape, sk_string *const *values, uint32_t n, uint32_t limit,
+                         sk_string **first) {
+  lazy *z = ud;
+  char key[96];
+  snprintf(key, sizeof key, "query %u %s", shape, n ? values[n - 1]->data : "");
+  /* every evaluation of a condition is a fresh read: "not yet", then the answer, then "not yet" again */
+  if (!lazy_loaded(z, key)) return SK_QUERY_PENDING;
+  for (int i = 0; i < z->nloaded; i++)
+    if (strcmp(z->loaded[i], key) == 0) memcpy(z->loaded[i], z->loaded[--z->nloaded], sizeof z->loaded[0]);
+  return sk_memstore_ops()->query(z->store, shape, values, n, limit, first);
+}
+static void lz_redis(void *ud, sk_string *const *argv, uint32_t argc, int is_effect, sk_io *out) {
+  lazy *z = ud;
+  if (is_effect) {
+    z->effects[z->neffects].id = sk_vm_running(z->vm);
+    z->effects[z->neffects++].fail_status = z->fail_next;
+    z->fail_next = 0;
+    out->pending = 1;
+    return;
+  }
+  sk_memstore_ops()->redis(z->store, argv, argc, is_effect, out);
+}
+static void lz_effect(void *ud, const sk_effect_call *call, sk_io *out) {
+  lz_redis(ud, NULL, 0, 1, out);
+  (void)call;
+}
+static void lz_trace(void *ud, const sk_trace *t) { sk_memstore_ops()->trace(((lazy *)ud)->store, t); }
+
+/* Completes everything outstanding until nothing is: loads first, then effects. */
+static void lazy_settle(lazy *z) {
+  for (int round = 0; round < 100 && (z->nready || z->neffects); round++) {
+    int n = z->nready;
+    z->nready = 0;
+    for (int i = 0; i < n; i++) sk_sched_io_ready(z->sched, z->ready[i]);
+    sk_sched_run(z->sched);
+    n = z->neffects;
+    z->neffects = 0;
+    for (int i = 0; i < n; i++) {
+      sk_io io = {0};
+      if (z->effects[i].fail_status) {
+        io.transient = 1;
+        snprintf(io.reason, sizeof io.reason, "redis: HTTP %d", z->effects[i].fail_status);
+      } else {
+        io.ok = 1;
+        io.result = sk_str_from("OK");
+      }
+      sk_sched_io_done(z->sched, z->effects[i].id, &io);
+      sk_str_unref(io.result);
+    }
+    sk_sched_run(z->sched);
+  }
+}
+
+static void test_async_runtime(void **state) {
+  (void)state;
+  static const sk_runtime_ops lazy_ops = {lz_now, lz_row_field, lz_query, lz_redis, lz_effect, lz_trace};
+  world w;
+  setup_world(&w, activation);
+  lazy *zp = calloc(1, sizeof *zp);
+  assert_non_null(zp);
+  lazy *z_ = zp;
+#define z (*z_)
+  the_lazy = zp;
+  z.store = w.store;
+  sk_sched_free(w.sched);
+  sk_vm_free(w.vm);
+  w.vm = z.vm = sk_vm_new(w.m, &lazy_ops, &z);
+  w.sched = z.sched = sk_sched_new(w.vm, 7);
+  z.fail_next = 500; /* the first send fails: retried after 1s, as with the synchronous store */
+  put(&w, "users", "u1", "{\"name\": \"Ada\"}");
+  lazy_settle(&z);
+  put(&w, "users", "u2", "{}");
+  lazy_settle(&z);
+  advance(&w, 120);
+  put(&w, "user_actions", "a2", "{\"user_id\": \"u1\", \"action_type\": \"first_project_created\"}");
+  lazy_settle(&z);
+  for (int64_t t = 120; t <= 600; t++) { /* a second at a time, settling the runtime in between */
+    advance(&w, t);
+    lazy_settle(&z);
+  }
+  const char *want[] = {
+      "0s u1 instance.start", "0s u1 condition.wait", "0s u2 instance.start", "0s u2 condition.wait",
+      "120s u1 condition.met", "120s u1 action.attempt", "120s u1 action.retry +1000",
+      "121s u1 action.attempt", "121s u1 action.ok", "121s u1 instance.end completed",
+      "300s u2 condition.timeout", "300s u2 instance.end timed_out"};
+  expect_log(&w, want, 12);
+  assert_true(z.pendings > 4); /* it really went through "not yet" */
+  teardown_world(&w);
+  free(zp);
+#undef z
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_becomes_true_later), cmocka_unit_test(test_already_true_and_twice),
       cmocka_unit_test(test_retries_then_dead_letter), cmocka_unit_test(test_missing_value_dead_letter),
       cmocka_unit_test(test_html_escaping_and_multistep), cmocka_unit_test(test_snapshot),
+      cmocka_unit_test(test_async_runtime),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
