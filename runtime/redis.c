@@ -98,6 +98,14 @@ struct sk_redis {
   sk_redis_event_fn event_fn;
   void *event_priv;
   int depth, free_pending, closing;
+
+  /* Subscriber mode (sk_redis_psubscribe): the PSUBSCRIBE command, written first on every
+   * connection once ready; from then on (push_active) every reply goes to push_fn. */
+  char *sub_buf;
+  int sub_len;
+  int push_active;
+  sk_redis_push_fn push_fn;
+  void *push_priv;
 };
 
 static void destroy(sk_redis *r);
@@ -242,6 +250,7 @@ static void transport_close(sk_redis *r) {
   if (r->connect_timer != NULL)
     evtimer_del(r->connect_timer);
   r->handshake_pending = 0;
+  r->push_active = 0;
 }
 
 static void schedule_retry(sk_redis *r) {
@@ -330,6 +339,15 @@ static void arm_tick(sk_redis *r, uint64_t deadline) {
   evtimer_add(r->tick_timer, &tv);
 }
 
+/* Writes the PSUBSCRIBE of subscriber mode; from now on replies are pushed messages (the
+ * connection refuses commands in that mode, so none is in flight behind it). */
+static void write_subscribe(sk_redis *r) {
+  assert(r->bev != NULL && r->inflight.n == 0);
+  (void)bufferevent_write(r->bev, r->sub_buf, (size_t)r->sub_len);
+  r->sent++;
+  r->push_active = 1;
+}
+
 static void become_ready(sk_redis *r) {
   evtimer_del(r->connect_timer);
   r->state = ST_READY;
@@ -339,6 +357,8 @@ static void become_ready(sk_redis *r) {
   sk_cmd *c;
   while ((c = list_pop(&r->waiting)) != NULL)
     write_cmd(r, c);
+  if (r->sub_buf != NULL)
+    write_subscribe(r);
   emit(r, SK_REDIS_EVENT_READY);
 }
 
@@ -464,6 +484,15 @@ static int drain_replies(sk_redis *r) {
     if (obj == NULL)
       break;
     redisReply *reply = obj;
+    if (r->push_active && r->inflight.n == 0) {
+      r->depth++;
+      r->push_fn(r, reply, r->push_priv);
+      r->depth--;
+      freeReplyObject(reply);
+      if (r->free_pending)
+        return -1;
+      continue;
+    }
     sk_cmd *c = list_pop(&r->inflight);
     if (c == NULL) {
       freeReplyObject(reply);
@@ -894,6 +923,7 @@ static void destroy(sk_redis *r) {
   if (r->tick_timer != NULL)
     event_free(r->tick_timer);
   SSL_CTX_free(r->ssl_ctx);
+  free(r->sub_buf);
   sk_redis_url_free(r->url);
   free(r->url_name);
   free(r->ca_file);
@@ -920,6 +950,10 @@ int sk_redis_command_timeout(sk_redis *r, int timeout_ms, int argc, const char *
   }
   if (r->state == ST_FAILED)
     return -1; /* the sticky error says why */
+  if (r->sub_buf != NULL) {
+    set_err(r, SK_REDIS_ERR_ARG, "not sent: the connection is in subscriber mode");
+    return -1;
+  }
   if (argc <= 0 || argv == NULL || callback == NULL || timeout_ms < 0) {
     set_err(r, SK_REDIS_ERR_ARG, "bad arguments to sk_redis_command");
     return -1;
@@ -957,6 +991,42 @@ int sk_redis_command(sk_redis *r, int argc, const char **argv, const size_t *arg
                      sk_redis_callback callback, void *privdata) {
   return sk_redis_command_timeout(r, r != NULL ? r->opt.command_timeout_ms : 0, argc, argv, argvlen,
                                   callback, privdata);
+}
+
+int sk_redis_psubscribe(sk_redis *r, int npatterns, const char **patterns, sk_redis_push_fn fn,
+                        void *privdata) {
+  if (r == NULL)
+    return -1;
+  if (r->closing || r->free_pending) {
+    set_err(r, SK_REDIS_ERR_CLOSED, "connection closed");
+    return -1;
+  }
+  if (r->state == ST_FAILED)
+    return -1;
+  if (npatterns <= 0 || patterns == NULL || fn == NULL || r->sub_buf != NULL ||
+      r->waiting.n + r->inflight.n != 0) {
+    set_err(r, SK_REDIS_ERR_ARG, "bad arguments to sk_redis_psubscribe");
+    return -1;
+  }
+  const char **argv = malloc(((size_t)npatterns + 1) * sizeof *argv);
+  if (argv == NULL) {
+    set_err(r, SK_REDIS_ERR_OOM, "out of memory");
+    return -1;
+  }
+  argv[0] = "PSUBSCRIBE";
+  memcpy(argv + 1, patterns, (size_t)npatterns * sizeof *argv);
+  r->sub_len = redisFormatCommandArgv(&r->sub_buf, npatterns + 1, argv, NULL);
+  free(argv);
+  if (r->sub_len < 0) {
+    r->sub_buf = NULL;
+    set_err(r, SK_REDIS_ERR_OOM, "out of memory");
+    return -1;
+  }
+  r->push_fn = fn;
+  r->push_priv = privdata;
+  if (r->state == ST_READY)
+    write_subscribe(r);
+  return 0;
 }
 
 void sk_redis_on_event(sk_redis *r, sk_redis_event_fn fn, void *privdata) {

@@ -143,6 +143,24 @@ int sk_redis_command(sk_redis *r, int argc, const char **argv, const size_t *arg
 int sk_redis_command_timeout(sk_redis *r, int timeout_ms, int argc, const char **argv,
                              const size_t *argvlen, sk_redis_callback callback, void *privdata);
 
+/* ---- Subscriber mode (keyspace notifications) ----
+ * In RESP2 a subscribed connection receives messages nobody asked for, so it cannot match replies
+ * to commands: sk_redis_psubscribe turns a connection into a subscriber for good. */
+
+/* A pushed message, borrowed until the callback returns: the RESP2 arrays Redis sends, e.g.
+ * ["psubscribe", pattern, count] once per pattern after each (re)subscription, and
+ * ["pmessage", pattern, channel, payload] for each message. It may call sk_redis_free. */
+typedef void (*sk_redis_push_fn)(sk_redis *r, const redisReply *msg, void *privdata);
+
+/* Subscribes r to patterns (copied) and hands every reply from then on to fn. r must have no
+ * command queued or in flight; afterwards sk_redis_command refuses everything (SK_REDIS_ERR_ARG):
+ * use another connection for commands. PSUBSCRIBE is sent now if connected, and again first thing
+ * on every reconnection; messages published while disconnected are lost (Redis keeps none), so
+ * watch SK_REDIS_EVENT_READY (sk_redis_on_event) to catch up by other means. Returns 0, or -1
+ * (sk_redis_errstr says why). Cost: one command per (re)connection, then nothing while idle. */
+int sk_redis_psubscribe(sk_redis *r, int npatterns, const char **patterns, sk_redis_push_fn fn,
+                        void *privdata);
+
 /* Connection state changes, for logs and metrics: READY when a connection is up and authenticated,
  * DOWN when an attempt failed or a connection was lost (sk_redis_errstr says why). */
 typedef enum sk_redis_event { SK_REDIS_EVENT_READY, SK_REDIS_EVENT_DOWN } sk_redis_event;

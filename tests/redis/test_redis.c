@@ -765,6 +765,73 @@ static void test_free_in_callback(void **state) {
   assert_int_equal(freed_lost, 90);
 }
 
+/* ---- subscriber mode ---- */
+
+typedef struct pushed {
+  int subscribed, messages;
+  char channel[64], payload[64];
+} pushed;
+
+static void push_cb(sk_redis *r, const redisReply *msg, void *privdata) {
+  pushed *p = privdata;
+  (void)r;
+  assert_int_equal(msg->type, REDIS_REPLY_ARRAY);
+  assert_true(msg->elements >= 3);
+  const char *kind = msg->element[0]->str;
+  if (strcmp(kind, "psubscribe") == 0) {
+    p->subscribed++;
+  } else {
+    assert_string_equal(kind, "pmessage");
+    assert_int_equal(msg->elements, 4);
+    assert_string_equal(msg->element[1]->str, "news.*");
+    snprintf(p->channel, sizeof p->channel, "%s", msg->element[2]->str);
+    snprintf(p->payload, sizeof p->payload, "%s", msg->element[3]->str);
+    p->messages++;
+  }
+}
+
+/* PSUBSCRIBE: messages pushed to the callback, commands refused, subscribed again after a
+ * reconnection. */
+static void test_psubscribe(void **state) {
+  (void)state;
+  sk_redis_options o = test_options();
+  sk_redis *sub = connect_ok(E.url, &o), *pub = connect_ok(E.url, &o);
+  pushed p = {0};
+  result res = {0};
+  const char *patterns[] = {"news.*", "other.*"};
+  events_ready = events_down = 0;
+  sk_redis_on_event(sub, count_events, NULL);
+  assert_int_equal(sk_redis_psubscribe(sub, 2, patterns, push_cb, &p), 0);
+  assert_int_equal(sk_redis_psubscribe(sub, 2, patterns, push_cb, &p), -1);
+  run_until(&p.subscribed, 2, 5000);
+
+  const char *publish[] = {"PUBLISH", "news.1", "hello"};
+  cmd(pub, &res, 3, publish, NULL);
+  assert_int_equal(res.integer, 1);
+  run_until(&p.messages, 1, 5000);
+  assert_string_equal(p.channel, "news.1");
+  assert_string_equal(p.payload, "hello");
+
+  const char *ping[] = {"PING"};
+  assert_int_equal(sk_redis_command(sub, 1, ping, NULL, store_cb, &res), -1);
+  assert_int_equal(sk_redis_get_err(sub), SK_REDIS_ERR_ARG);
+  assert_string_equal(sk_redis_errstr(sub), "not sent: the connection is in subscriber mode");
+
+  /* Dropped by the server: subscribed again once reconnected. */
+  const char *kill[] = {"CLIENT", "KILL", "TYPE", "pubsub"};
+  cmd(pub, &res, 4, kill, NULL);
+  assert_int_equal(res.integer, 1);
+  run_until(&p.subscribed, 4, 5000);
+  assert_int_equal(events_ready, 2);
+  const char *publish2[] = {"PUBLISH", "news.2", "again"};
+  cmd(pub, &res, 3, publish2, NULL);
+  run_until(&p.messages, 2, 5000);
+  assert_string_equal(p.payload, "again");
+  result_clear(&res);
+  sk_redis_free(sub);
+  sk_redis_free(pub);
+}
+
 /* ---- TLS ---- */
 
 static void test_tls_without_ca(void **state) {
@@ -976,6 +1043,7 @@ int main(void) {
   ADD(test_select);
   ADD(test_queue_while_down);
   ADD(test_free_in_callback);
+  ADD(test_psubscribe);
   if (E.tls) {
     ADD(test_tls_without_ca);
     ADD(test_tls_insecure);

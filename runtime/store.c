@@ -1,0 +1,682 @@
+/* store.c: the durable state of loops in Redis (store.h): key formatting, the scripts and the
+ * EVALSHA -> EVAL fallback, and the reading of each operation's reply.
+ *
+ * An operation copies its whole command (EVALSHA, sha, numkeys, keys, args) into one allocation,
+ * the `op`, which is the sk_redis privdata. When Redis answers NOSCRIPT the same op is sent again
+ * as EVAL with the script's text, once; then its reply is read and given to the caller. An op holds
+ * no pointer to the store, so the store may be freed with operations in flight.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "store.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/sha.h>
+
+/* ---- keys ---- */
+
+static const char *const key_patterns[SK_KEY_COUNT] = {
+#define SK_KEY_PATTERN(name, pattern, type, doc) pattern,
+    SK_KEYS(SK_KEY_PATTERN)
+#undef SK_KEY_PATTERN
+};
+
+const char *sk_key_pattern(sk_key_kind kind) {
+  return (unsigned)kind < SK_KEY_COUNT ? key_patterns[kind] : NULL;
+}
+
+/* A growable byte buffer; oom is sticky. */
+typedef struct kbuf {
+  char *p;
+  size_t len, cap;
+  int oom;
+} kbuf;
+
+static void kb_put(kbuf *b, const void *src, size_t n) {
+  if (b->oom)
+    return;
+  if (b->len + n + 1 > b->cap) {
+    size_t nc = b->cap ? b->cap * 2 : 64;
+    while (nc < b->len + n + 1)
+      nc *= 2;
+    char *p = realloc(b->p, nc);
+    if (p == NULL) {
+      b->oom = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = nc;
+  }
+  if (n > 0)
+    memcpy(b->p + b->len, src, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+/* The buffer as a NUL-terminated string the caller owns, or NULL (out of memory). */
+static char *kb_take(kbuf *b, size_t *len) {
+  if (b->oom || b->p == NULL) {
+    free(b->p);
+    return NULL;
+  }
+  *len = b->len;
+  return b->p;
+}
+
+char *sk_key_format(const char *prefix, sk_key_kind kind, const char *const *parts,
+                    const size_t *lens, size_t nparts, size_t *len) {
+  const char *pat = sk_key_pattern(kind);
+  kbuf b = {0};
+  size_t used = 0;
+  if (pat == NULL || prefix == NULL)
+    return NULL;
+  kb_put(&b, prefix, strlen(prefix)); /* allocates, even for an empty prefix */
+  for (const char *c = pat; *c != '\0'; c++) {
+    const char *close = *c == '{' ? strchr(c, '}') : NULL;
+    if (close == NULL) {
+      kb_put(&b, c, 1);
+      continue;
+    }
+    if (used == nparts) { /* more placeholders than parts */
+      used = nparts + 1;
+      break;
+    }
+    kb_put(&b, parts[used], lens != NULL ? lens[used] : strlen(parts[used]));
+    used++;
+    c = close;
+  }
+  if (used != nparts) {
+    free(b.p);
+    return NULL;
+  }
+  return kb_take(&b, len);
+}
+
+/* ---- the scripts ---- */
+
+enum script_id { SC_START, SC_SUSPEND, SC_END, SC_CHECK, SC_INDEX_ADD, SC_RELEASE, SC_COUNT };
+
+/* KEYS and ARGV of each are documented above its text. Short: Upstash runs a script under a lock. */
+static const char *const scripts[SC_COUNT] = {
+    /* KEYS started, inst; ARGV subject, snapshot */
+    "if redis.call('SADD',KEYS[1],ARGV[1])==1 then redis.call('SET',KEYS[2],ARGV[2]) return 1 end "
+    "return 0",
+    /* KEYS inst, timers[, wait]; ARGV snapshot, wake_at ('' none). The member is the inst key. */
+    "redis.call('SET',KEYS[1],ARGV[1]) "
+    "if ARGV[2]=='' then redis.call('ZREM',KEYS[2],KEYS[1]) "
+    "else redis.call('ZADD',KEYS[2],ARGV[2],KEYS[1]) end "
+    "if KEYS[3] then redis.call('SADD',KEYS[3],KEYS[1]) end "
+    "return 1",
+    /* KEYS inst, timers[, wait] */
+    "redis.call('DEL',KEYS[1]) redis.call('ZREM',KEYS[2],KEYS[1]) "
+    "if KEYS[3] then redis.call('SREM',KEYS[3],KEYS[1]) end "
+    "return 1",
+    /* KEYS idx, wait, inst, timers; ARGV min_rows, limit[, snapshot, wake_at ('' none)].
+       Returns {1, count[, first row]} held, {0, count} waiting. */
+    "local n=redis.call('ZCARD',KEYS[1]) local l=tonumber(ARGV[2]) "
+    "if l>0 and n>l then n=l end "
+    "if n>=tonumber(ARGV[1]) then redis.call('SREM',KEYS[2],KEYS[3]) "
+    "local f=redis.call('ZRANGE',KEYS[1],0,0) return {1,n,f[1]} end "
+    "redis.call('SADD',KEYS[2],KEYS[3]) "
+    "if ARGV[3] then redis.call('SET',KEYS[3],ARGV[3]) "
+    "if ARGV[4]=='' then redis.call('ZREM',KEYS[4],KEYS[3]) "
+    "else redis.call('ZADD',KEYS[4],ARGV[4],KEYS[3]) end end "
+    "return {0,n}",
+    /* KEYS idx, wait; ARGV score, row id. Returns {added, waiter...}. */
+    "local a=redis.call('ZADD',KEYS[1],'NX',ARGV[1],ARGV[2]) "
+    "local w=redis.call('SMEMBERS',KEYS[2]) "
+    "table.insert(w,1,a) return w",
+    /* KEYS lease; ARGV worker */
+    "if redis.call('GET',KEYS[1])==ARGV[1] then redis.call('DEL',KEYS[1]) return 1 end return 0",
+};
+
+/* ---- the store ---- */
+
+struct sk_store {
+  sk_redis *r;
+  char *prefix;
+  size_t prefix_len;
+  char sha[SC_COUNT][41];
+  char err[256];
+};
+
+sk_store *sk_store_new(sk_redis *r, const char *prefix) {
+  static const char hex[] = "0123456789abcdef";
+  sk_store *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    goto fail;
+  s->r = r;
+  s->prefix = strdup(prefix != NULL ? prefix : SK_KEY_PREFIX_DEFAULT);
+  if (s->prefix == NULL)
+    goto fail;
+  s->prefix_len = strlen(s->prefix);
+  for (int i = 0; i < SC_COUNT; i++) {
+    unsigned char d[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)scripts[i], strlen(scripts[i]), d);
+    for (int j = 0; j < SHA_DIGEST_LENGTH; j++) {
+      s->sha[i][2 * j] = hex[d[j] >> 4];
+      s->sha[i][2 * j + 1] = hex[d[j] & 15];
+    }
+    s->sha[i][40] = '\0';
+  }
+  return s;
+fail:
+  sk_store_free(s);
+  return NULL;
+}
+
+void sk_store_free(sk_store *s) {
+  if (s == NULL)
+    return;
+  free(s->prefix);
+  free(s);
+}
+
+const char *sk_store_errstr(const sk_store *s) { return s->err; }
+
+char *sk_store_inst_key(const sk_store *s, const char *loop, const char *subject,
+                        size_t subject_len, size_t *len) {
+  const char *parts[2] = {loop, subject};
+  size_t lens[2] = {strlen(loop), subject_len};
+  return sk_key_format(s->prefix, SK_KEY_INST, parts, lens, 2, len);
+}
+
+/* A value of an index key: bytes 0x1E and 0x1F are escaped by 0x1E, so the separator 0x1F never
+   appears inside a value and two different value lists never give the same key. */
+static void put_value(kbuf *b, const char *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] == '\x1e' || v[i] == '\x1f')
+      kb_put(b, "\x1e", 1);
+    kb_put(b, v + i, 1);
+  }
+}
+
+char *sk_store_index_key(const sk_store *s, const sk_store_index *ix, sk_key_kind which,
+                         size_t *len) {
+  kbuf shape = {0}, values = {0};
+  char *key = NULL;
+  size_t shape_len = 0, values_len = 0;
+  if ((which != SK_KEY_INDEX && which != SK_KEY_WAIT) || ix->ncols == 0 || ix->table == NULL)
+    return NULL;
+  kb_put(&shape, ix->table, strlen(ix->table));
+  kb_put(&shape, "(", 1);
+  for (size_t i = 0; i < ix->ncols; i++) {
+    if (i > 0) {
+      kb_put(&shape, ",", 1);
+      kb_put(&values, "\x1f", 1);
+    }
+    kb_put(&shape, ix->cols[i], strlen(ix->cols[i]));
+    put_value(&values, ix->values[i],
+              ix->value_lens != NULL ? ix->value_lens[i] : strlen(ix->values[i]));
+  }
+  kb_put(&shape, ")", 1);
+  kb_put(&values, "", 0); /* an empty single value still gives a buffer */
+  char *sp = kb_take(&shape, &shape_len), *vp = kb_take(&values, &values_len);
+  if (sp != NULL && vp != NULL) {
+    const char *parts[2] = {sp, vp};
+    size_t lens[2] = {shape_len, values_len};
+    if (which == SK_KEY_INDEX) {
+      key = sk_key_format(s->prefix, SK_KEY_INDEX, parts, lens, 2, len);
+    } else {
+      /* wait: + the index key after the prefix */
+      size_t idx_len;
+      char *idx = sk_key_format("", SK_KEY_INDEX, parts, lens, 2, &idx_len);
+      if (idx != NULL) {
+        const char *wp[1] = {idx};
+        key = sk_key_format(s->prefix, SK_KEY_WAIT, wp, &idx_len, 1, len);
+      }
+      free(idx);
+    }
+  }
+  free(sp);
+  free(vp);
+  return key;
+}
+
+int sk_store_inst_parse(const sk_store *s, const char *key, size_t len, const char **loop,
+                        size_t *loop_len, const char **subject, size_t *subject_len) {
+  static const char tag[] = "inst:";
+  size_t head = s->prefix_len + sizeof tag - 1;
+  if (len < head || memcmp(key, s->prefix, s->prefix_len) != 0 ||
+      memcmp(key + s->prefix_len, tag, sizeof tag - 1) != 0)
+    return -1;
+  const char *colon = memchr(key + head, ':', len - head);
+  if (colon == NULL || colon == key + head)
+    return -1;
+  *loop = key + head;
+  *loop_len = (size_t)(colon - *loop);
+  *subject = colon + 1;
+  *subject_len = len - (size_t)(*subject - key);
+  return 0;
+}
+
+/* ---- operations ---- */
+
+enum op_kind { OP_START, OP_SUSPEND, OP_END, OP_CHECK, OP_INDEX_ADD, OP_LOAD, OP_DUE, OP_LEASE,
+               OP_RELEASE };
+
+static const char *const op_names[] = {"start", "suspend", "end", "check_or_wait", "index_add",
+                                       "load", "due", "lease", "release"};
+
+#define MAX_ARGS 12
+
+/* The arguments of one command as they are gathered; `owned` are freed after sending. */
+typedef struct args {
+  int argc;
+  const char *argv[MAX_ARGS];
+  size_t lens[MAX_ARGS];
+  char *owned[4];
+  int nowned;
+} args;
+
+static void arg(args *a, const void *p, size_t n) {
+  assert(a->argc < MAX_ARGS);
+  a->argv[a->argc] = p;
+  a->lens[a->argc] = n;
+  a->argc++;
+}
+
+static void arg_str(args *a, const char *p) { arg(a, p, strlen(p)); }
+
+/* Adds a key of *n bytes that a takes over (NULL: out of memory, reported by send_op). n is a
+   pointer so that arg_owned(a, make_key(&n), &n) reads it after make_key wrote it. */
+static int arg_owned(args *a, char *p, const size_t *n) {
+  assert(a->nowned < 4);
+  a->owned[a->nowned++] = p;
+  if (p == NULL)
+    return -1;
+  arg(a, p, *n);
+  return 0;
+}
+
+static void args_free(args *a) {
+  for (int i = 0; i < a->nowned; i++)
+    free(a->owned[i]);
+}
+
+typedef struct op {
+  enum op_kind kind;
+  int script; /* enum script_id, or -1 for a plain command */
+  int fell_back;
+  int argc;
+  const char **argv; /* into this allocation; argv[1] of EVALSHA is the sha, then the text */
+  size_t *lens;
+  sk_store_callback cb;
+  void *privdata;
+} op;
+
+static void on_reply(sk_redis *r, const sk_redis_result *res, void *privdata);
+
+/* Copies the command a (with EVALSHA sha numkeys in front when script >= 0) into a new op and
+   queues it. Frees a's owned keys. 0, or -1 with s->err set. */
+static int send_op(sk_store *s, enum op_kind kind, int script, int nkeys, args *a,
+                   sk_store_callback cb, void *privdata) {
+  char numkeys[16];
+  const char *head[3];
+  size_t head_lens[3];
+  int nhead = 0, rc = -1;
+  op *o = NULL;
+  for (int i = 0; i < a->nowned; i++)
+    if (a->owned[i] == NULL) {
+      snprintf(s->err, sizeof s->err, "%s: out of memory", op_names[kind]);
+      goto done;
+    }
+  if (script >= 0) {
+    snprintf(numkeys, sizeof numkeys, "%d", nkeys);
+    head[0] = "EVALSHA";
+    head[1] = s->sha[script];
+    head[2] = numkeys;
+    for (int i = 0; i < 3; i++)
+      head_lens[i] = strlen(head[i]);
+    nhead = 3;
+  }
+  int argc = nhead + a->argc;
+  size_t bytes = sizeof *o + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+  for (int i = 0; i < nhead; i++)
+    bytes += head_lens[i] + 1;
+  for (int i = 0; i < a->argc; i++)
+    bytes += a->lens[i] + 1;
+  o = malloc(bytes);
+  if (o == NULL) {
+    snprintf(s->err, sizeof s->err, "%s: out of memory", op_names[kind]);
+    goto done;
+  }
+  o->kind = kind;
+  o->script = script;
+  o->fell_back = 0;
+  o->argc = argc;
+  o->argv = (const char **)(o + 1);
+  o->lens = (size_t *)(o->argv + argc);
+  o->cb = cb;
+  o->privdata = privdata;
+  char *p = (char *)(o->lens + argc);
+  for (int i = 0; i < argc; i++) {
+    const char *src = i < nhead ? head[i] : a->argv[i - nhead];
+    size_t n = i < nhead ? head_lens[i] : a->lens[i - nhead];
+    if (n > 0)
+      memcpy(p, src, n);
+    p[n] = '\0';
+    o->argv[i] = p;
+    o->lens[i] = n;
+    p += n + 1;
+  }
+  if (sk_redis_command(s->r, o->argc, o->argv, o->lens, on_reply, o) != 0) {
+    snprintf(s->err, sizeof s->err, "%s: %s", op_names[kind], sk_redis_errstr(s->r));
+    free(o);
+    goto done;
+  }
+  s->err[0] = '\0';
+  rc = 0;
+done:
+  args_free(a);
+  return rc;
+}
+
+static int is_str(const redisReply *x) {
+  return x->type == REDIS_REPLY_STRING || x->type == REDIS_REPLY_STATUS;
+}
+
+/* Fills out from an array of strings el[0..n): strs/lens are new arrays in *ps / *pl (freed by the
+   caller after the callback). -1 when an element is not a string or memory runs out. */
+static int read_strings(redisReply **el, size_t n, sk_store_result *out, const char ***ps,
+                        size_t **pl) {
+  *ps = NULL;
+  *pl = NULL;
+  if (n == 0)
+    return 0;
+  *ps = malloc(n * sizeof **ps);
+  *pl = malloc(n * sizeof **pl);
+  if (*ps == NULL || *pl == NULL)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (!is_str(el[i]))
+      return -1;
+    (*ps)[i] = el[i]->str;
+    (*pl)[i] = el[i]->len;
+  }
+  out->strs = *ps;
+  out->lens = *pl;
+  out->count = n;
+  return 0;
+}
+
+/* Reads a reply of the shape o->kind expects into out; 0, or -1 when it has another shape. */
+static int read_reply(const op *o, const redisReply *x, sk_store_result *out, const char ***ps,
+                      size_t **pl) {
+  switch (o->kind) {
+  case OP_START:
+  case OP_SUSPEND:
+  case OP_END:
+  case OP_RELEASE:
+    if (x->type != REDIS_REPLY_INTEGER)
+      return -1;
+    out->n = x->integer;
+    return 0;
+  case OP_LEASE:
+    if (x->type == REDIS_REPLY_NIL)
+      return 0;
+    if (x->type != REDIS_REPLY_STATUS || strcmp(x->str, "OK") != 0)
+      return -1;
+    out->n = 1;
+    return 0;
+  case OP_LOAD:
+    if (x->type == REDIS_REPLY_NIL)
+      return 0;
+    if (x->type != REDIS_REPLY_STRING)
+      return -1;
+    out->n = 1;
+    out->str = x->str;
+    out->len = x->len;
+    return 0;
+  case OP_DUE:
+    if (x->type != REDIS_REPLY_ARRAY)
+      return -1;
+    return read_strings(x->element, x->elements, out, ps, pl);
+  case OP_CHECK:
+    if (x->type != REDIS_REPLY_ARRAY || x->elements < 2 || x->elements > 3 ||
+        x->element[0]->type != REDIS_REPLY_INTEGER || x->element[1]->type != REDIS_REPLY_INTEGER)
+      return -1;
+    out->held = x->element[0]->integer == 1;
+    out->n = x->element[1]->integer;
+    if (x->elements == 3) {
+      if (!is_str(x->element[2]))
+        return -1;
+      out->str = x->element[2]->str;
+      out->len = x->element[2]->len;
+    }
+    return 0;
+  case OP_INDEX_ADD:
+    if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 ||
+        x->element[0]->type != REDIS_REPLY_INTEGER)
+      return -1;
+    out->n = x->element[0]->integer;
+    return read_strings(x->element + 1, x->elements - 1, out, ps, pl);
+  }
+  return -1;
+}
+
+static void on_reply(sk_redis *r, const sk_redis_result *res, void *privdata) {
+  op *o = privdata;
+  const redisReply *x = res->reply;
+  sk_store_result out;
+  char err[512];
+  const char **strs = NULL;
+  size_t *lens = NULL;
+  memset(&out, 0, sizeof out);
+  out.status = res->status;
+  out.errstr = "";
+  if (res->status != SK_REDIS_OK) {
+    snprintf(err, sizeof err, "%s: %s", op_names[o->kind], res->errstr);
+    out.errstr = err;
+  } else if (x->type == REDIS_REPLY_ERROR && o->script >= 0 && !o->fell_back &&
+             strncmp(x->str, "NOSCRIPT", 8) == 0) {
+    /* The server does not know the script (restarted, SCRIPT FLUSH): send its text, once. */
+    o->fell_back = 1;
+    o->argv[0] = "EVAL";
+    o->lens[0] = 4;
+    o->argv[1] = scripts[o->script];
+    o->lens[1] = strlen(scripts[o->script]);
+    if (sk_redis_command(r, o->argc, o->argv, o->lens, on_reply, o) == 0)
+      return;
+    out.status = SK_REDIS_NOT_SENT;
+    snprintf(err, sizeof err, "%s: %s", op_names[o->kind], sk_redis_errstr(r));
+    out.errstr = err;
+  } else if (x->type == REDIS_REPLY_ERROR) {
+    snprintf(err, sizeof err, "%s: %.*s", op_names[o->kind], (int)x->len, x->str);
+    out.errstr = err;
+  } else if (read_reply(o, x, &out, &strs, &lens) != 0) {
+    snprintf(err, sizeof err, "%s: unexpected reply (type %d)", op_names[o->kind], x->type);
+    memset(&out, 0, sizeof out);
+    out.status = SK_REDIS_OK;
+    out.errstr = err;
+  } else {
+    out.ok = 1;
+  }
+  o->cb(&out, o->privdata);
+  free(strs);
+  free(lens);
+  free(o);
+}
+
+/* ARGV text of a time or a score. */
+static void fmt_i64(char *buf, size_t n, int64_t v) { snprintf(buf, n, "%lld", (long long)v); }
+
+static int check_inst(sk_store *s, enum op_kind kind, const char *loop, const char *subject,
+                      size_t subject_len) {
+  if (loop == NULL || loop[0] == '\0' || strchr(loop, ':') != NULL ||
+      (subject == NULL && subject_len > 0)) {
+    snprintf(s->err, sizeof s->err, "%s: bad loop name or subject", op_names[kind]);
+    return -1;
+  }
+  return 0;
+}
+
+static int arg_inst(sk_store *s, args *a, const char *loop, const char *subject,
+                    size_t subject_len) {
+  size_t n = 0;
+  char *k = sk_store_inst_key(s, loop, subject != NULL ? subject : "", subject_len, &n);
+  return arg_owned(a, k, &n);
+}
+
+int sk_store_start(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                   const void *snapshot, size_t snapshot_len, sk_store_callback cb,
+                   void *privdata) {
+  args a = {0};
+  size_t n = 0;
+  if (check_inst(s, OP_START, loop, subject, subject_len) != 0)
+    return -1;
+  const char *loop_part[1] = {loop};
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_STARTED, loop_part, NULL, 1, &n), &n);
+  arg_inst(s, &a, loop, subject, subject_len);
+  arg(&a, subject != NULL ? subject : "", subject_len);
+  arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
+  return send_op(s, OP_START, SC_START, 2, &a, cb, privdata);
+}
+
+int sk_store_suspend(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                     const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
+                     const char *wait_key, size_t wait_key_len, sk_store_callback cb,
+                     void *privdata) {
+  args a = {0};
+  char wake[24] = "";
+  if (check_inst(s, OP_SUSPEND, loop, subject, subject_len) != 0)
+    return -1;
+  if (wake_at_ms != SK_STORE_NO_WAKE)
+    fmt_i64(wake, sizeof wake, wake_at_ms);
+  arg_inst(s, &a, loop, subject, subject_len);
+  size_t n = 0;
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  if (wait_key != NULL)
+    arg(&a, wait_key, wait_key_len);
+  arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
+  arg_str(&a, wake);
+  return send_op(s, OP_SUSPEND, SC_SUSPEND, wait_key != NULL ? 3 : 2, &a, cb, privdata);
+}
+
+int sk_store_end(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                 const char *wait_key, size_t wait_key_len, sk_store_callback cb, void *privdata) {
+  args a = {0};
+  size_t n = 0;
+  if (check_inst(s, OP_END, loop, subject, subject_len) != 0)
+    return -1;
+  arg_inst(s, &a, loop, subject, subject_len);
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  if (wait_key != NULL)
+    arg(&a, wait_key, wait_key_len);
+  return send_op(s, OP_END, SC_END, wait_key != NULL ? 3 : 2, &a, cb, privdata);
+}
+
+int sk_store_check_or_wait(sk_store *s, const sk_store_index *ix, const char *loop,
+                           const char *subject, size_t subject_len, uint32_t min_rows,
+                           uint32_t limit, const void *snapshot, size_t snapshot_len,
+                           int64_t wake_at_ms, sk_store_callback cb, void *privdata) {
+  args a = {0};
+  char smin[16], slimit[16], wake[24] = "";
+  size_t n = 0;
+  if (check_inst(s, OP_CHECK, loop, subject, subject_len) != 0)
+    return -1;
+  snprintf(smin, sizeof smin, "%u", (unsigned)min_rows);
+  snprintf(slimit, sizeof slimit, "%u", (unsigned)limit);
+  if (wake_at_ms != SK_STORE_NO_WAKE)
+    fmt_i64(wake, sizeof wake, wake_at_ms);
+  arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_INDEX, &n), &n);
+  arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_WAIT, &n), &n);
+  arg_inst(s, &a, loop, subject, subject_len);
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  arg_str(&a, smin);
+  arg_str(&a, slimit);
+  if (snapshot != NULL) {
+    arg(&a, snapshot, snapshot_len);
+    arg_str(&a, wake);
+  }
+  return send_op(s, OP_CHECK, SC_CHECK, 4, &a, cb, privdata);
+}
+
+int sk_store_index_add(sk_store *s, const sk_store_index *ix, const char *row_id,
+                       size_t row_id_len, int64_t score, sk_store_callback cb, void *privdata) {
+  args a = {0};
+  char sscore[24];
+  size_t n = 0;
+  fmt_i64(sscore, sizeof sscore, score);
+  arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_INDEX, &n), &n);
+  arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_WAIT, &n), &n);
+  arg_str(&a, sscore);
+  arg(&a, row_id != NULL ? row_id : "", row_id_len);
+  return send_op(s, OP_INDEX_ADD, SC_INDEX_ADD, 2, &a, cb, privdata);
+}
+
+int sk_store_load(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                  sk_store_callback cb, void *privdata) {
+  args a = {0};
+  if (check_inst(s, OP_LOAD, loop, subject, subject_len) != 0)
+    return -1;
+  arg_str(&a, "GET");
+  arg_inst(s, &a, loop, subject, subject_len);
+  return send_op(s, OP_LOAD, -1, 0, &a, cb, privdata);
+}
+
+int sk_store_due(sk_store *s, int64_t now_ms, uint32_t max, sk_store_callback cb, void *privdata) {
+  args a = {0};
+  char now[24], smax[16];
+  size_t n = 0;
+  if (max == 0) {
+    snprintf(s->err, sizeof s->err, "due: max must be at least 1");
+    return -1;
+  }
+  fmt_i64(now, sizeof now, now_ms);
+  snprintf(smax, sizeof smax, "%u", (unsigned)max);
+  arg_str(&a, "ZRANGEBYSCORE");
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  arg_str(&a, "-inf");
+  arg_str(&a, now);
+  arg_str(&a, "LIMIT");
+  arg_str(&a, "0");
+  arg_str(&a, smax);
+  return send_op(s, OP_DUE, -1, 0, &a, cb, privdata);
+}
+
+/* The lease key of (loop, subject). */
+static int arg_lease(sk_store *s, args *a, const char *loop, const char *subject,
+                     size_t subject_len) {
+  const char *parts[2] = {loop, subject != NULL ? subject : ""};
+  size_t lens[2] = {strlen(loop), subject_len}, n = 0;
+  return arg_owned(a, sk_key_format(s->prefix, SK_KEY_LEASE, parts, lens, 2, &n), &n);
+}
+
+int sk_store_lease(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                   const char *worker, int64_t ttl_ms, sk_store_callback cb, void *privdata) {
+  args a = {0};
+  char ttl[24];
+  if (check_inst(s, OP_LEASE, loop, subject, subject_len) != 0)
+    return -1;
+  if (worker == NULL || worker[0] == '\0' || ttl_ms < 1) {
+    snprintf(s->err, sizeof s->err, "lease: needs a worker id and a ttl of at least 1 ms");
+    return -1;
+  }
+  fmt_i64(ttl, sizeof ttl, ttl_ms);
+  arg_str(&a, "SET");
+  arg_lease(s, &a, loop, subject, subject_len);
+  arg_str(&a, worker);
+  arg_str(&a, "NX");
+  arg_str(&a, "PX");
+  arg_str(&a, ttl);
+  return send_op(s, OP_LEASE, -1, 0, &a, cb, privdata);
+}
+
+int sk_store_release(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                     const char *worker, sk_store_callback cb, void *privdata) {
+  args a = {0};
+  if (check_inst(s, OP_RELEASE, loop, subject, subject_len) != 0)
+    return -1;
+  if (worker == NULL || worker[0] == '\0') {
+    snprintf(s->err, sizeof s->err, "release: needs a worker id");
+    return -1;
+  }
+  arg_lease(s, &a, loop, subject, subject_len);
+  arg_str(&a, worker);
+  return send_op(s, OP_RELEASE, SC_RELEASE, 1, &a, cb, privdata);
+}
