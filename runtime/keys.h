@@ -21,7 +21,8 @@
 
 #define SK_KEYS(X) \
   X(FEED,    "{table}",              "stream", "the change feed the app writes: XADD skene:users * id <id> [op insert|update]") \
-  X(SEEN,    "seen:{table}",         "set",    "ids of a keyspace or scan table seen so far (first sight triggers, later ones do not)") \
+  X(SEEN,    "seen:{table}",         "set",    "ids of a keyspace or scan table seen so far (first sight triggers, later ones do not); "   \
+                                               "the empty string marks a first full pass done") \
   X(INDEX,   "idx:{shape}:{values}", "zset",   "rows under one query shape and values: member row id, score insertion order; ZCARD counts") \
   X(STARTED, "started:{loop}",       "set",    "subjects a loop was ever started for: one instance per (loop, subject), ever") \
   X(INST,    "inst:{loop}:{subject}", "string", "an instance's snapshot (vm/snapshot.c), written at every suspension") \
