@@ -744,6 +744,139 @@ static void check_address(ck *c, const sk_value *v, const sk_text *t, const char
           v->str);
 }
 
+/* ---- the webhook body ---- */
+
+/* The body's template, built part by part: JSON syntax, keys and literal text are escaped here into
+   literal parts; each string's placeholders, already parsed and resolved where the string is, are
+   carried over as they are (their values are JSON-escaped when rendered). */
+typedef struct {
+  sk_tmpl *t;
+  sk_buf lit;                                   /* pending literal text */
+  struct { sk_var_ref *v; size_t n, cap; } refs;
+} body_tmpl;
+
+static void body_part(body_tmpl *bt, int is_var, const char *text, const char *deflt, const sk_var_ref *ref) {
+  sk_tpart p = {is_var, strdup(text), deflt ? strdup(deflt) : NULL, 0, 0, 0};
+  sk_var_ref none = {0};
+  struct { sk_tpart *v; size_t n, cap; } parts = {bt->t->parts, bt->t->nparts, bt->t->nparts};
+  if (!p.text || (deflt && !p.deflt)) abort(); /* as SK_VEC_PUSH does on OOM */
+  SK_VEC_PUSH(parts, p);
+  bt->t->parts = parts.v;
+  bt->t->nparts = parts.n;
+  SK_VEC_PUSH(bt->refs, ref ? *ref : none);
+}
+
+static void body_flush(body_tmpl *bt) {
+  if (!bt->lit.len) return;
+  body_part(bt, 0, bt->lit.data, NULL, NULL);
+  bt->lit.len = 0;
+}
+
+/* Appends s as the inside of a JSON string. */
+static void body_escaped(body_tmpl *bt, const char *s) {
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') {
+      sk_buf_putc(&bt->lit, '\\');
+      sk_buf_putc(&bt->lit, (char)ch);
+    } else if (ch == '\n') sk_buf_puts(&bt->lit, "\\n");
+    else if (ch == '\t') sk_buf_puts(&bt->lit, "\\t");
+    else if (ch == '\r') sk_buf_puts(&bt->lit, "\\r");
+    else if (ch < 0x20) sk_buf_printf(&bt->lit, "\\u%04x", ch);
+    else sk_buf_putc(&bt->lit, (char)ch);
+  }
+}
+
+/* Appends the JSON of a scalar value; returns 0 after reporting what cannot be in a body. */
+static int body_scalar(ck *c, body_tmpl *bt, const sk_value *v, const scope *s) {
+  if (v->kind == SK_V_STRING) {
+    sk_text st;
+    if (!text_of(c, v, "a body value", &st)) return 0;
+    resolve_text(c, &st, s);
+    sk_buf_putc(&bt->lit, '"');
+    for (size_t i = 0; i < st.tmpl->nparts; i++) {
+      const sk_tpart *p = &st.tmpl->parts[i];
+      if (!p->is_var) {
+        body_escaped(bt, p->text);
+        continue;
+      }
+      body_flush(bt);
+      body_part(bt, 1, p->text, p->deflt, &st.refs[i]);
+    }
+    sk_buf_putc(&bt->lit, '"');
+  } else if (v->kind == SK_V_NUMBER) {
+    sk_buf_printf(&bt->lit, v->is_int ? "%.0f" : "%.17g", v->num);
+  } else if (v->kind == SK_V_BOOL) {
+    sk_buf_puts(&bt->lit, v->b ? "true" : "false");
+  } else if (v->kind == SK_V_NULL) {
+    sk_buf_puts(&bt->lit, "null");
+  } else {
+    err_v(c, v, "a webhook body cannot hold %s%s", sk_vkind_name(v->kind), "");
+    return 0;
+  }
+  return 1;
+}
+
+/* Builds the body's text from the value body (iteratively; extract bounds the depth). Returns 0 when
+   there was an error, reported at the value that caused it. */
+static int body_text(ck *c, const sk_value *body, const scope *s, sk_text *out) {
+  struct frame { const sk_value *v; size_t i; } fr[256];
+  body_tmpl bt = {calloc(1, sizeof *bt.t), {0}, {0}};
+  int ok = 1, sp = 0;
+  if (!bt.t) abort();
+  fr[0].v = body;
+  fr[0].i = 0;
+  for (;;) {
+    struct frame *f = &fr[sp];
+    const sk_value *cur = f->v;
+    size_t n = cur->kind == SK_V_OBJECT ? cur->nmembers : cur->kind == SK_V_ARRAY ? cur->nitems : 0;
+    if (cur->kind != SK_V_OBJECT && cur->kind != SK_V_ARRAY) {
+      if (!body_scalar(c, &bt, cur, s)) ok = 0;
+    } else if (f->i == 0) {
+      sk_buf_putc(&bt.lit, cur->kind == SK_V_OBJECT ? '{' : '[');
+    }
+    if (f->i == n) {
+      if (cur->kind == SK_V_OBJECT || cur->kind == SK_V_ARRAY) sk_buf_putc(&bt.lit, cur->kind == SK_V_OBJECT ? '}' : ']');
+      if (sp == 0) break;
+      sp--;
+      continue;
+    }
+    if (f->i) sk_buf_putc(&bt.lit, ',');
+    const sk_value *child;
+    if (cur->kind == SK_V_OBJECT) {
+      sk_buf_putc(&bt.lit, '"');
+      body_escaped(&bt, cur->members[f->i].key);
+      sk_buf_puts(&bt.lit, "\":");
+      child = cur->members[f->i].val;
+    } else {
+      child = cur->items[f->i];
+    }
+    f->i++;
+    if (sp + 1 >= (int)(sizeof fr / sizeof fr[0])) {
+      err_v(c, child, "the webhook body is nested too deeply%s%s", "", "");
+      ok = 0;
+      break;
+    }
+    sp++;
+    fr[sp].v = child;
+    fr[sp].i = 0;
+  }
+  body_flush(&bt);
+  sk_buf_free(&bt.lit);
+  /* Kept even when !ok, so that sk_config_free frees it. */
+  SK_VEC_PUSH(c->cfg->tmpls, bt.t);
+  memset(out, 0, sizeof *out);
+  out->text = "";
+  out->tmpl = bt.t;
+  out->src = c->src;
+  out->escape = SK_ESC_JSON;
+  pos_of(c, body->off, &out->line, &out->col);
+  out->refs = sk_arena_alloc(c->arena, (bt.refs.n + 1) * sizeof *out->refs);
+  if (bt.refs.n) memcpy(out->refs, bt.refs.v, bt.refs.n * sizeof *bt.refs.v);
+  free(bt.refs.v);
+  return ok;
+}
+
 static sk_cfg_effect *check_action(ck *c, const sk_value *v, const char *what, int slot, scope *s) {
   if (!is_kind(c, v, SK_V_OBJECT, what)) return NULL;
   const sk_value *type = get(v, "type");
@@ -805,96 +938,8 @@ static sk_cfg_effect *check_action(ck *c, const sk_value *v, const char *what, i
     }
     const sk_value *body = get(v, "body");
     if (body) {
-      /* The body is JSON: its strings are templates whose values are JSON-escaped when rendered. */
-      sk_buf b = {0};
-      struct { const sk_value **v; size_t n, cap; } stack = {0};
-      int ok = 1;
-      /* serialise iteratively (recursion depth is bounded by extract anyway, keep it simple) */
-      (void)stack;
-      {
-        struct frame { const sk_value *v; size_t i; } fr[256];
-        int sp = 0;
-        fr[0].v = body;
-        fr[0].i = 0;
-        for (;;) {
-          struct frame *f = &fr[sp];
-          const sk_value *cur = f->v;
-          if (f->i == 0 && cur->kind != SK_V_OBJECT && cur->kind != SK_V_ARRAY) {
-            if (cur->kind == SK_V_STRING) {
-              sk_text st;
-              if (text_of(c, cur, "a body value", &st)) resolve_text(c, &st, s);
-              else ok = 0;
-              sk_buf_putc(&b, '"');
-              for (const char *p = cur->str; *p; p++) {
-                unsigned char ch = (unsigned char)*p;
-                if (ch == '"' || ch == '\\') { sk_buf_putc(&b, '\\'); sk_buf_putc(&b, (char)ch); }
-                else if (ch == '\n') sk_buf_puts(&b, "\\n");
-                else if (ch == '\t') sk_buf_puts(&b, "\\t");
-                else if (ch == '\r') sk_buf_puts(&b, "\\r");
-                else if (ch < 0x20) sk_buf_printf(&b, "\\u%04x", ch);
-                else sk_buf_putc(&b, (char)ch);
-              }
-              sk_buf_putc(&b, '"');
-            } else if (cur->kind == SK_V_NUMBER) {
-              sk_buf_printf(&b, cur->is_int ? "%.0f" : "%.17g", cur->num);
-            } else if (cur->kind == SK_V_BOOL) {
-              sk_buf_puts(&b, cur->b ? "true" : "false");
-            } else if (cur->kind == SK_V_NULL) {
-              sk_buf_puts(&b, "null");
-            } else {
-              err_v(c, cur, "a webhook body cannot hold %s%s", sk_vkind_name(cur->kind), "");
-              ok = 0;
-            }
-            if (sp == 0) break;
-            sp--;
-            continue;
-          }
-          size_t n = cur->kind == SK_V_OBJECT ? cur->nmembers : cur->nitems;
-          if (f->i == 0) sk_buf_putc(&b, cur->kind == SK_V_OBJECT ? '{' : '[');
-          if (f->i == n) {
-            sk_buf_putc(&b, cur->kind == SK_V_OBJECT ? '}' : ']');
-            if (sp == 0) break;
-            sp--;
-            continue;
-          }
-          if (f->i) sk_buf_putc(&b, ',');
-          const sk_value *child;
-          if (cur->kind == SK_V_OBJECT) {
-            sk_buf_putc(&b, '"');
-            for (const char *p = cur->members[f->i].key; *p; p++) {
-              if (*p == '"' || *p == '\\') sk_buf_putc(&b, '\\');
-              sk_buf_putc(&b, *p);
-            }
-            sk_buf_puts(&b, "\":");
-            child = cur->members[f->i].val;
-          } else {
-            child = cur->items[f->i];
-          }
-          f->i++;
-          if (sp + 1 >= 256) {
-            err_v(c, child, "the webhook body is nested too deeply%s%s", "", "");
-            ok = 0;
-            break;
-          }
-          sp++;
-          fr[sp].v = child;
-          fr[sp].i = 0;
-          if (child->kind == SK_V_OBJECT || child->kind == SK_V_ARRAY) {
-            /* handled at the top of the loop */
-          }
-        }
-      }
-      if (ok) {
-        sk_text bt;
-        synth_text(c, body, sk_arena_strdup(c->arena, b.data ? b.data : ""), &bt);
-        bt.escape = SK_ESC_JSON;
-        /* Diagnostics were given on the strings themselves; resolve quietly. */
-        size_t before = c->d->nerrors;
-        resolve_text(c, &bt, s);
-        (void)before;
-        add_field(c, e, "body", bt);
-      }
-      sk_buf_free(&b);
+      sk_text bt;
+      if (body_text(c, body, s, &bt)) add_field(c, e, "body", bt);
     }
     return e;
   }

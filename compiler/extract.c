@@ -4,6 +4,8 @@
  * engine trips UBSan). Accepts literals, arrays, objects, const identifiers of the same file, `as const`
  * and `satisfies` wrappers and defineLoop(...) calls; refuses everything else at its exact span.
  */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tree_sitter/api.h>
@@ -112,6 +114,9 @@ static size_t utf8_encode(unsigned long cp, char out[4]) {
   return 4;
 }
 
+/* Strings are NUL-terminated from here on: a NUL inside would cut a query or a name short silently. */
+static const char nul_in_string[] = "a string cannot contain a NUL character";
+
 /* Decodes one escape_sequence node's text (starting with a backslash). */
 static void decode_escape(ctx *c, strb *b, TSNode n) {
   const char *t = c->src->text + nstart(n);
@@ -126,11 +131,22 @@ static void decode_escape(ctx *c, strb *b, TSNode n) {
   case 'b': sb_put(b, "\b", 1, off, 0); return;
   case 'f': sb_put(b, "\f", 1, off, 0); return;
   case 'v': sb_put(b, "\v", 1, off, 0); return;
-  case '0': sb_put(b, "\0", 1, off, 0); return;
+  case '0':
+    if (len == 2) {
+      err_at(c, n, nul_in_string);
+      return;
+    }
+    /* \0 followed by digits is an octal escape */
+    /* fall through */
+  case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
+    err_at(c, n, "octal escape sequences are not allowed in a module: write \\xHH or \\u{H...} instead");
+    return;
   case '\r': case '\n': return; /* line continuation */
   case 'x':
     if (len == 4 && hexval(t[2]) >= 0 && hexval(t[3]) >= 0) {
-      sb_put(b, out, utf8_encode((unsigned long)(hexval(t[2]) * 16 + hexval(t[3])), out), off, 0);
+      unsigned long cp = (unsigned long)(hexval(t[2]) * 16 + hexval(t[3]));
+      if (cp == 0) err_at(c, n, nul_in_string);
+      else sb_put(b, out, utf8_encode(cp, out), off, 0);
       return;
     }
     break;
@@ -142,6 +158,10 @@ static void decode_escape(ctx *c, strb *b, TSNode n) {
       int h = hexval(t[i]);
       if (h < 0) { cp = 0x110000; break; }
       cp = cp * 16 + (unsigned long)h;
+    }
+    if (cp == 0) {
+      err_at(c, n, nul_in_string);
+      return;
     }
     if (cp < 0x110000) {
       sb_put(b, out, utf8_encode(cp, out), off, 0);
@@ -188,6 +208,9 @@ static sk_value *string_value(ctx *c, TSNode n, int is_template) {
     free(b.m.v);
     b = r;
   }
+  /* A NUL byte written as such in the source (escapes that decode to one are refused above). */
+  const char *nul = b.s.n ? memchr(b.s.v, 0, b.s.n) : NULL;
+  if (nul) sk_diag(c->d, SK_ERROR, c->src, b.m.v[nul - b.s.v], 1, "%s", nul_in_string);
   SK_VEC_PUSH(b.m, ts_node_end_byte(n) > 0 ? ts_node_end_byte(n) - 1 : 0);
   v->slen = b.s.n;
   char *s = sk_arena_alloc(c->arena, b.s.n + 1);
@@ -204,10 +227,16 @@ static sk_value *number_value(ctx *c, TSNode n, int negate) {
   char *t = node_text(c, n);
   char clean[128];
   size_t k = 0;
-  for (const char *p = t; *p && k + 1 < sizeof clean; p++)
-    if (*p != '_') clean[k++] = *p;
-  clean[k] = 0;
   sk_value *v = new_value(c, SK_V_NUMBER, n);
+  for (const char *p = t; *p; p++) {
+    if (*p == '_') continue;
+    if (k + 1 == sizeof clean) {
+      err_at(c, n, "this number has too many digits");
+      return v;
+    }
+    clean[k++] = *p;
+  }
+  clean[k] = 0;
   char *end = NULL;
   if (clean[0] == '0' && (clean[1] == 'x' || clean[1] == 'X' || clean[1] == 'o' || clean[1] == 'O' ||
                           clean[1] == 'b' || clean[1] == 'B')) {
@@ -219,6 +248,7 @@ static sk_value *number_value(ctx *c, TSNode n, int negate) {
     v->is_int = strpbrk(clean, ".eE") == NULL;
   }
   if (!end || *end) err_at(c, n, "this number is not supported here: write it in decimal");
+  else if (!isfinite(v->num)) err_at(c, n, "this number is too large");
   if (negate) v->num = -v->num;
   return v;
 }
@@ -486,6 +516,210 @@ static void collect_bindings(ctx *c, TSNode decl) {
   }
 }
 
+/*
+ * Two defects of tree-sitter 0.20 that broken input reaches, and what guards against them.
+ *
+ * 1. Its error recovery corrupts memory (a double free) when the parse stack is deeper than 65,534
+ *    entries: 70,000 unclosed '[', or a chain such as `a = a = ... a` or `x: x: ...` that ends in an
+ *    error. So before parsing, stack_guard bounds the depth the text can reach: the tokens since the
+ *    last ',' or ';' (or a keyword that starts a declaration) at each level of brackets still open.
+ *    A config stays far below; STACK_LIMIT refuses at a third of the defect's depth.
+ *
+ * 2. On some inputs (sixty bytes of unbalanced quotes and braces) the error recovery runs for minutes
+ *    and takes gigabytes. So the parse has a limit. A limit in time is cheap but would make the verdict
+ *    depend on the machine; a limit in parser actions is exact but needs the logger, which costs more
+ *    than the parse itself. So parse_text runs the parse first under a time limit that a valid config
+ *    never comes near (it parses in ~0.1 us a byte), and only when that runs out, again with the
+ *    logger counting actions against a budget of ACTIONS_PER_US times that limit, which no machine
+ *    could exceed within it (an action takes tens of ns). The verdict is the budget's: a parse that
+ *    finishes in time is within it, so the result is the same on every machine.
+ */
+#define STACK_LIMIT 20000
+#define PARSE_TIME_MIN_US 5000
+#define ACTIONS_PER_US 100
+
+typedef struct {
+  uint32_t off;    /* the opening bracket */
+  uint32_t run;    /* tokens since the last separator at this level */
+  int in_template; /* a `${` inside a template string: its '}' resumes the string */
+} nest_level;
+
+/* Skips a template string's text from s[i] (just after '`' or a substitution's '}'); returns the index
+   after the closing '`', or after "${" with *subst set. */
+static size_t skip_template_text(const char *s, size_t n, size_t i, int *subst) {
+  *subst = 0;
+  for (; i < n; i++) {
+    if (s[i] == '\\') i++;
+    else if (s[i] == '`') return i + 1;
+    else if (s[i] == '$' && i + 1 < n && s[i + 1] == '{') {
+      *subst = 1;
+      return i + 2;
+    }
+  }
+  return n;
+}
+
+static int is_ident_byte(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+         ch == '$' || (unsigned char)ch >= 0x80;
+}
+
+/* Reports and returns -1 when the text could drive the parse stack past STACK_LIMIT (see above).
+   Cost: O(length), one pass over the bytes. */
+static int stack_guard(ctx *c) {
+  static const char *const decl_words[] = {"const", "let", "var", "export", "import", "function", "class"};
+  const char *s = c->src->text;
+  size_t n = c->src->len, i = 0, total = 0;
+  struct { nest_level *v; size_t n, cap; } lv = {0};
+  nest_level top = {0, 0, 0};
+  SK_VEC_PUSH(lv, top);
+  int rc = 0;
+  while (i < n) {
+    char ch = s[i];
+    size_t start = i;
+    if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
+      i++;
+      continue;
+    }
+    if (ch == '/' && i + 1 < n && s[i + 1] == '/') {
+      while (i < n && s[i] != '\n') i++;
+      continue;
+    }
+    if (ch == '/' && i + 1 < n && s[i + 1] == '*') {
+      size_t k = i + 2;
+      while (k + 1 < n && !(s[k] == '*' && s[k + 1] == '/')) k++;
+      if (k + 1 < n) {
+        i = k + 2;
+        continue;
+      }
+      /* unterminated: no comment to the parser either, so scan on */
+    }
+    nest_level *cur = &lv.v[lv.n - 1];
+    if (ch == ',' || ch == ';') {
+      total -= cur->run;
+      cur->run = 0;
+      i++;
+      continue;
+    }
+    if (ch == ')' || ch == ']' || ch == '}') {
+      i++;
+      if (lv.n == 1) continue;
+      total -= cur->run;
+      int resume = cur->in_template && ch == '}';
+      lv.n--;
+      if (resume) {
+        int subst;
+        i = skip_template_text(s, n, i, &subst);
+        if (subst) {
+          nest_level t = {(uint32_t)i - 2, 0, 1};
+          SK_VEC_PUSH(lv, t);
+        }
+      }
+      continue;
+    }
+    /* a token at this level; a bracket or a template string's "${" also opens a level */
+    int opens = ch == '(' || ch == '[' || ch == '{';
+    if (ch == '\'' || ch == '"') {
+      size_t k = i + 1;
+      for (; k < n && s[k] != ch && s[k] != '\n'; k++)
+        if (s[k] == '\\') k++;
+      /* Unterminated, the parser sees more than a string there: count the quote alone and scan on. */
+      i = k < n && s[k] == ch ? k + 1 : i + 1;
+    } else if (ch == '`') {
+      int subst;
+      size_t k = skip_template_text(s, n, i + 1, &subst);
+      if (subst || (k > i + 1 && s[k - 1] == '`')) {
+        i = k;
+        opens = subst;
+      } else {
+        i++;
+      }
+    } else if (is_ident_byte(ch)) {
+      while (i < n && is_ident_byte(s[i])) i++;
+      for (size_t k = 0; k < sizeof decl_words / sizeof decl_words[0]; k++)
+        if (strlen(decl_words[k]) == i - start && memcmp(s + start, decl_words[k], i - start) == 0) {
+          total -= cur->run;
+          cur->run = 0;
+        }
+    } else {
+      i++;
+    }
+    cur->run++;
+    total++;
+    if (opens) {
+      nest_level o = {(uint32_t)start, 0, ch == '`'};
+      SK_VEC_PUSH(lv, o);
+    }
+    if (total > STACK_LIMIT) {
+      sk_diag(c->d, SK_ERROR, c->src, (uint32_t)start, 1,
+              "syntax error: too deeply nested for the parser: more than %d brackets or operators are open "
+              "here",
+              STACK_LIMIT);
+      rc = -1;
+      break;
+    }
+  }
+  free(lv.v);
+  return rc;
+}
+
+typedef struct {
+  size_t count, budget;
+  size_t cancel;              /* the parser's cancellation flag */
+  char last[80];              /* the last "process version:..." message: where that version stood */
+  int have_error;
+  unsigned err_row, err_col;  /* where the parse stood when it first detected an error */
+} parse_budget;
+
+static void parse_log(void *payload, TSLogType type, const char *msg) {
+  parse_budget *b = payload;
+  (void)type;
+  if (++b->count > b->budget) b->cancel = 1;
+  if (b->have_error) return;
+  if (msg[0] == 'p' && strncmp(msg, "process version:", 16) == 0) {
+    snprintf(b->last, sizeof b->last, "%s", msg);
+  } else if (msg[0] == 'd' && strcmp(msg, "detect_error") == 0) {
+    const char *at = strstr(b->last, "row:");
+    b->have_error = at && sscanf(at, "row:%u, col:%u", &b->err_row, &b->err_col) == 2;
+  }
+}
+
+/* Reports a parse stopped by its budget, at the first error when the log said where it was. */
+static void parse_gave_up(ctx *c, const parse_budget *b) {
+  const sk_source *src = c->src;
+  if (b->have_error && b->err_row < src->nlines && b->err_col <= src->len - src->lines[b->err_row]) {
+    size_t off = src->lines[b->err_row] + b->err_col;
+    while (off < src->len && (src->text[off] == ' ' || src->text[off] == '\t' || src->text[off] == '\r' ||
+                              src->text[off] == '\n'))
+      off++;
+    sk_diag(c->d, SK_ERROR, src, (uint32_t)off, off < src->len ? 1 : 0,
+            "syntax error: the parser cannot recover from the errors from here on; fix this one first");
+    return;
+  }
+  sk_diag(c->d, SK_ERROR, src, 0, 0, "syntax error: the parser cannot recover from the errors in this file");
+}
+
+/* Parses the source under the limits explained above. Returns the tree, or NULL after reporting why. */
+static TSTree *parse_text(ctx *c, TSParser *parser) {
+  const sk_source *src = c->src;
+  if (stack_guard(c) != 0) return NULL;
+  uint64_t limit_us = PARSE_TIME_MIN_US + src->len / 2;
+  ts_parser_set_timeout_micros(parser, limit_us);
+  TSTree *tree = ts_parser_parse_string(parser, NULL, src->text, (uint32_t)src->len);
+  if (tree) return tree;
+  ts_parser_reset(parser);
+  ts_parser_set_timeout_micros(parser, 0);
+  parse_budget b = {0};
+  b.budget = ACTIONS_PER_US * limit_us;
+  ts_parser_set_logger(parser, (TSLogger){&b, parse_log});
+  ts_parser_set_cancellation_flag(parser, &b.cancel);
+  tree = ts_parser_parse_string(parser, NULL, src->text, (uint32_t)src->len);
+  ts_parser_set_logger(parser, (TSLogger){NULL, NULL});
+  ts_parser_set_cancellation_flag(parser, NULL);
+  if (!tree) parse_gave_up(c, &b);
+  return tree;
+}
+
 sk_value *sk_extract(const sk_source *src, sk_arena *arena, sk_diags *d) {
   ctx c = {src, arena, d, {0}, 0};
   TSParser *parser = ts_parser_new();
@@ -495,7 +729,11 @@ sk_value *sk_extract(const sk_source *src, sk_arena *arena, sk_diags *d) {
     ts_parser_delete(parser);
     return NULL;
   }
-  TSTree *tree = ts_parser_parse_string(parser, NULL, src->text, (uint32_t)src->len);
+  TSTree *tree = parse_text(&c, parser);
+  if (!tree) {
+    ts_parser_delete(parser);
+    return NULL;
+  }
   TSNode root = ts_tree_root_node(tree);
   if (syntax_errors(&c, root, root) > 0) goto done;
 

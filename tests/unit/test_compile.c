@@ -243,6 +243,37 @@ static void test_skip_and_multistep(void **state) {
   compiled_free(&c);
 }
 
+/* A webhook body: a placeholder whose default has double quotes keeps it; a key that looks like a
+   placeholder is plain text, JSON-escaped. (Both once broke: the body was re-parsed from its JSON.) */
+static void test_webhook_body(void **state) {
+  (void)state;
+  compiled c;
+  compile_text(&c,
+               HEAD "export default defineLoop({ type: 'activation', steps: [{\n"
+                    "  trigger: { type: 'database', table: 'users', event: 'insert' },\n"
+                    "  action: { type: 'webhook', url: 'https://example.com/h',\n"
+                    "    body: { who: `{{user.name | default: \"a 'b'\"}}`, '{{k}}': 1 } } }] });\n",
+               NULL);
+  assert_null(first_error(&c));
+  const sk_module *m = c.m;
+  const sk_loop_rec *l = &m->loops[0];
+  const sk_effect_rec *e = &m->effects[l->eff_first];
+  const sk_tmpl_rec *t = NULL;
+  for (uint32_t i = 0; i < e->fld_count; i++)
+    if (strcmp(sk_str(m, m->fields[e->fld_first + i].name_str), "body") == 0)
+      t = &m->tmpls[l->tmpl_first + m->fields[e->fld_first + i].tmpl];
+  assert_non_null(t);
+  assert_int_equal(t->escape, SK_ESC_JSON);
+  assert_int_equal(t->seg_count, 3);
+  assert_string_equal(sk_str(m, m->segs[t->seg_first].str), "{\"who\":\"");
+  const sk_seg_rec *v = &m->segs[t->seg_first + 1];
+  assert_int_equal(v->kind, SK_SEG_VAR);
+  assert_string_equal(sk_str(m, v->str), "name");
+  assert_string_equal(sk_str(m, v->default_str), "a 'b'");
+  assert_string_equal(sk_str(m, m->segs[t->seg_first + 2].str), "\",\"{{k}}\":1}");
+  compiled_free(&c);
+}
+
 static void test_deterministic(void **state) {
   (void)state;
   const char *text = HEAD "const T = '2h' as const;\n"
@@ -319,7 +350,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_activation_shape), cmocka_unit_test(test_resend_template),
       cmocka_unit_test(test_skip_and_multistep),
-      cmocka_unit_test(test_deterministic),    cmocka_unit_test(test_string_positions),
+      cmocka_unit_test(test_webhook_body),     cmocka_unit_test(test_deterministic),    cmocka_unit_test(test_string_positions),
       cmocka_unit_test(test_singular),         cmocka_unit_test(test_suggest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

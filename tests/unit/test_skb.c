@@ -686,8 +686,8 @@ static void test_dump(void **state) {
     "                to:      {{user.email}}\n",
     "                from:    (SKENE_EMAIL_FROM)\n",
     "                subject: Welcome to the app, {{name}}\n",
-    "                html:    | <p>Hi {{name | default: 'there'}},</p>\n"
-    "                         | <p>Sent at {{now}}</p>\n",
+    ("                html:    | <p>Hi {{name | default: 'there'}},</p>\n"
+     "                         | <p>Sent at {{now}}</p>\n"),
     "                text:    | Hi {{name}}\n                         | welcome\n",
     "                personalization.name = {{user.name | default: 'there'}}\n",
     "  step 2 (line 12):\n    delay:      1d\n",
