@@ -338,11 +338,11 @@ static int usage(void) {
 int main(int argc, char **argv) {
   uint64_t mutations = 10000, seed = 1;
   int i = 1;
-  for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+  while (i < argc && strncmp(argv[i], "--", 2) == 0) { /* options, each with its value: --name N */
     if (strcmp(argv[i], "--") == 0) { i++; break; }
     uint64_t *target = strcmp(argv[i], "--mutations") == 0 ? &mutations : strcmp(argv[i], "--seed") == 0 ? &seed : NULL;
     if (!target || i + 1 >= argc || parse_u64(argv[i + 1], target) != 0) return usage();
-    i++;
+    i += 2;
   }
   if (i >= argc) return usage();
   int worst = 0, files = 0, failed = 0;
