@@ -176,6 +176,46 @@ static void decode_escape(ctx *c, strb *b, TSNode n) {
   err_at(c, n, "invalid escape sequence");
 }
 
+/* JavaScript strings are UTF-16: an astral character is written as two escapes, a high and a low
+   surrogate (\uD83D\uDE00), which decode_escape encodes one by one (ED A0..AF xx, ED B0..BF xx). Joins
+   each such pair into the one 4-byte UTF-8 sequence it stands for, keeping the source map; a surrogate
+   left alone has no UTF-8 form: an error at its place. */
+static void join_surrogates(ctx *c, strb *b) {
+  size_t w = 0;
+  for (size_t r = 0; r < b->s.n;) {
+    unsigned char *p = (unsigned char *)b->s.v + r;
+    int hi = r + 3 <= b->s.n && p[0] == 0xED && p[1] >= 0xA0 && p[1] <= 0xAF;
+    int lo_next = r + 6 <= b->s.n && p[3] == 0xED && p[4] >= 0xB0 && p[4] <= 0xBF;
+    if (hi && lo_next) {
+      unsigned long h = 0xD000 | ((unsigned long)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+      unsigned long l = 0xD000 | ((unsigned long)(p[4] & 0x3F) << 6) | (p[5] & 0x3F);
+      unsigned long cp = 0x10000 + ((h - 0xD800) << 10) + (l - 0xDC00);
+      char out[4];
+      utf8_encode(cp, out);
+      uint32_t at = b->m.v[r];
+      for (int k = 0; k < 4; k++) {
+        b->s.v[w + (size_t)k] = out[k];
+        b->m.v[w + (size_t)k] = at;
+      }
+      w += 4;
+      r += 6;
+      continue;
+    }
+    if (r + 3 <= b->s.n && p[0] == 0xED && p[1] >= 0xA0 && p[1] <= 0xBF) {
+      sk_diag(c->d, SK_ERROR, c->src, b->m.v[r], 1,
+              "a lone UTF-16 surrogate has no UTF-8 form: write the character itself, or both halves of its pair");
+      r += 3;
+      continue;
+    }
+    b->s.v[w] = b->s.v[r];
+    b->m.v[w] = b->m.v[r];
+    w++;
+    r++;
+  }
+  b->s.n = w;
+  b->m.n = w;
+}
+
 static sk_value *string_value(ctx *c, TSNode n, int is_template) {
   strb b = {0};
   sk_value *v = new_value(c, SK_V_STRING, n);
@@ -208,6 +248,7 @@ static sk_value *string_value(ctx *c, TSNode n, int is_template) {
     free(b.m.v);
     b = r;
   }
+  join_surrogates(c, &b);
   /* A NUL byte written as such in the source (escapes that decode to one are refused above). */
   const char *nul = b.s.n ? memchr(b.s.v, 0, b.s.n) : NULL;
   if (nul) sk_diag(c->d, SK_ERROR, c->src, b.m.v[nul - b.s.v], 1, "%s", nul_in_string);

@@ -324,6 +324,19 @@ static void test_string_positions(void **state) {
   compiled_free(&c);
 }
 
+/* A surrogate pair (\uD83D\uDE00) and a code point escape (\u{1F600}) are the same 4 bytes of UTF-8. */
+static void test_surrogate_pair(void **state) {
+  (void)state;
+  compiled c;
+  compile_text(&c,
+               HEAD "export default defineLoop({ type: 'activation', opinion: '\\uD83D\\uDE00|\\u{1F600}|\\u00e9',\n"
+                    "  steps: [{ trigger: { type: 'database', table: 'users', event: 'insert' } }] });\n",
+               NULL);
+  assert_null(first_error(&c));
+  assert_string_equal(sk_str(c.m, c.m->loops[0].opinion_str), "\xf0\x9f\x98\x80|\xf0\x9f\x98\x80|\xc3\xa9");
+  compiled_free(&c);
+}
+
 static void test_singular(void **state) {
   (void)state;
   sk_arena *a = sk_arena_new();
@@ -351,7 +364,7 @@ int main(void) {
       cmocka_unit_test(test_activation_shape), cmocka_unit_test(test_resend_template),
       cmocka_unit_test(test_skip_and_multistep),
       cmocka_unit_test(test_webhook_body),     cmocka_unit_test(test_deterministic),    cmocka_unit_test(test_string_positions),
-      cmocka_unit_test(test_singular),         cmocka_unit_test(test_suggest),
+      cmocka_unit_test(test_surrogate_pair),   cmocka_unit_test(test_singular),         cmocka_unit_test(test_suggest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
