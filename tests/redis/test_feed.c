@@ -19,46 +19,12 @@
 
 #include <event2/event.h>
 
+#include "evloop.h"
+
 #include "feed.h"
 
 static const char *url;
-static struct event_base *base;
 static sk_redis *R; /* the app's connection, and the feeds' shared one */
-
-/* ---- running the loop ---- */
-
-static int timed_out;
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  (void)arg;
-  timed_out = 1;
-}
-
-/* Runs the loop until cond holds; fails the test after ms. */
-#define RUN_UNTIL(cond, ms)                                                                        \
-  do {                                                                                             \
-    struct event *t_ = evtimer_new(base, on_deadline, NULL);                                       \
-    struct timeval tv_ = {(ms) / 1000, ((ms) % 1000) * 1000};                                      \
-    timed_out = 0;                                                                                 \
-    evtimer_add(t_, &tv_);                                                                         \
-    while (!(cond) && !timed_out)                                                                  \
-      event_base_loop(base, EVLOOP_ONCE);                                                          \
-    event_free(t_);                                                                                \
-    if (!(cond))                                                                                   \
-      fail_msg("timed out after %d ms waiting for %s", (ms), #cond);                               \
-  } while (0)
-
-static void run_for(int ms) {
-  struct event *t = evtimer_new(base, on_deadline, NULL);
-  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-  timed_out = 0;
-  evtimer_add(t, &tv);
-  while (!timed_out)
-    event_base_loop(base, EVLOOP_ONCE);
-  event_free(t);
-}
 
 /* ---- commands, synchronously ---- */
 

@@ -27,6 +27,8 @@
 
 #include <event2/event.h>
 
+#include "evloop.h"
+
 #include "redis.h"
 
 /* What with-redis.sh exported. */
@@ -35,7 +37,6 @@ static struct {
   int port, tls, acl;
 } E;
 
-static struct event_base *base;
 
 static int setup(void **state) {
   (void)state;
@@ -65,37 +66,9 @@ static void url_with(char *out, size_t n, const char *userinfo, const char *host
 
 /* ---- running the loop ---- */
 
-static int timed_out;
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  (void)arg;
-  timed_out = 1;
-}
-
 /* Runs the loop until *counter >= target; fails the test after timeout_ms. */
 static void run_until(const int *counter, int target, int timeout_ms) {
-  struct event *t = evtimer_new(base, on_deadline, NULL);
-  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  timed_out = 0;
-  evtimer_add(t, &tv);
-  while (*counter < target && !timed_out)
-    event_base_loop(base, EVLOOP_ONCE);
-  event_free(t);
-  if (*counter < target)
-    fail_msg("timed out after %d ms with %d of %d callbacks", timeout_ms, *counter, target);
-}
-
-/* Runs the loop for ms milliseconds. */
-static void run_for(int ms) {
-  struct event *t = evtimer_new(base, on_deadline, NULL);
-  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-  timed_out = 0;
-  evtimer_add(t, &tv);
-  while (!timed_out)
-    event_base_loop(base, EVLOOP_ONCE);
-  event_free(t);
+  RUN_UNTIL(*counter >= target, timeout_ms);
 }
 
 /* ---- recording results ---- */

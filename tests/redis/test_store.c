@@ -19,48 +19,19 @@
 
 #include <event2/event.h>
 
+#include "evloop.h"
+
 #include "store.h"
 #include "vm.h"
 
 static const char *url;
-static struct event_base *base;
 static sk_redis *conn;
 static sk_store *store;
 
 /* ---- running the loop ---- */
 
-static int timed_out;
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  (void)arg;
-  timed_out = 1;
-}
-
 /* Runs the loop until *counter >= 1; fails the test after 5 s. */
-static void run_until(const int *counter) {
-  struct event *t = evtimer_new(base, on_deadline, NULL);
-  struct timeval tv = {5, 0};
-  timed_out = 0;
-  evtimer_add(t, &tv);
-  while (*counter < 1 && !timed_out)
-    event_base_loop(base, EVLOOP_ONCE);
-  event_free(t);
-  if (*counter < 1)
-    fail_msg("no callback within 5 s");
-}
-
-/* Runs the loop for ms milliseconds. */
-static void run_for(int ms) {
-  struct event *t = evtimer_new(base, on_deadline, NULL);
-  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-  timed_out = 0;
-  evtimer_add(t, &tv);
-  while (!timed_out)
-    event_base_loop(base, EVLOOP_ONCE);
-  event_free(t);
-}
+static void run_until(const int *counter) { RUN_UNTIL(*counter >= 1, 5000); }
 
 /* ---- plain commands, to look at what the store wrote ---- */
 
