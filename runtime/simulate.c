@@ -902,8 +902,7 @@ static void tmpl_render(sbuf *b, const gtext *t, uint64_t n) {
 
 /* Event n of generator g: its fields rendered into one buffer the store copies (no JSON object and no
    allocation per event: at a million events that would cost more than the simulation). */
-static int apply_generated(driver *d, const sc_gen *g, json_t *row, uint64_t n) {
-  (void)row;
+static int apply_generated(driver *d, const sc_gen *g, uint64_t n) {
   const char *names[64], *values[64];
   size_t lens[64], offs[64];
   size_t nf = g->nfields < 64 ? g->nfields : 64;
@@ -1017,15 +1016,13 @@ int sk_simulate(const sk_module *m, const sk_scenario *sc, const sk_sim_options 
   driver d = {sc, NULL, NULL, {0}, {0}, err, errlen};
   sk_vm *vm = NULL;
   uint64_t *gnext = calloc(sc->ngens + 1, sizeof *gnext);
-  json_t **grows = calloc(sc->ngens + 1, sizeof *grows); /* one row object per generator, reused */
   /* --quiet: no trace callback at all, so the VM does not even build the trace events */
   sk_runtime_ops ops = *sk_memstore_ops();
   if (o->quiet) ops.trace = NULL;
   d.store = sk_memstore_new(m, sc->start_ms);
   if (d.store) vm = sk_vm_new(m, &ops, d.store);
   if (vm) d.sched = sk_sched_new(vm, sc->seed);
-  for (size_t g = 0; grows && g < sc->ngens; g++) grows[g] = json_object();
-  if (!gnext || !grows || !d.sched) {
+  if (!gnext || !d.sched) {
     snprintf(err, errlen, "out of memory");
     rc = SK_SIM_EIO;
     goto done;
@@ -1082,7 +1079,7 @@ int sk_simulate(const sk_module *m, const sk_scenario *sc, const sk_sim_options 
     for (size_t g = 0; g < sc->ngens && rc == SK_SIM_OK; g++) {
       const sc_gen *gn = &sc->gens[g];
       while (rc == SK_SIM_OK && gnext[g] < gn->count && sc->start_ms + gn->start + (int64_t)gnext[g] * gn->every == t)
-        rc = apply_generated(&d, gn, grows[g], gnext[g]++);
+        rc = apply_generated(&d, gn, gnext[g]++);
     }
     if (rc) goto done;
     sk_sched_fire_timers(d.sched, t);
@@ -1121,8 +1118,6 @@ done:
   sk_vm_free(vm);
   sk_memstore_free(d.store);
   free(gnext);
-  for (size_t g = 0; grows && g < sc->ngens; g++) json_decref(grows[g]);
-  free(grows);
   free(pr.line.p);
   free(d.id.p);
   free(d.text.p);
