@@ -356,7 +356,7 @@ static int table_index(ck *c, const char *name) {
   t.singular = sk_singular(c->arena, t.name);
   t.key = sk_arena_printf(c->arena, "%s:{id}", name);
   t.format = SK_FORMAT_HASH;
-  t.feed = SK_FEED_STREAM;
+  t.feed = SK_TABLE_FEED_STREAM;
   SK_VEC_PUSH(c->cfg->tables, t);
   return (int)c->cfg->tables.n - 1;
 }
@@ -405,7 +405,7 @@ static void check_tables(ck *c, const sk_value *tables) {
       if (f) t.format = f;
     }
     if ((v = get(m->val, "feed"))) {
-      uint32_t f = get_enum(c, v, "feed", feed_names, 3, SK_FEED_STREAM);
+      uint32_t f = get_enum(c, v, "feed", feed_names, 3, SK_TABLE_FEED_STREAM);
       if (f) t.feed = f;
     }
     sk_cfg_table *old = &c->cfg->tables.v[idx];

@@ -49,7 +49,7 @@ typedef struct {
   const char *name;         /* users */
   const char *singular;     /* user */
   const char *key;          /* users:{id} */
-  uint32_t format, feed;    /* sk_row_format, sk_feed */
+  uint32_t format, feed;    /* sk_row_format, sk_table_feed */
   int configured;           /* named in a loop's `tables` */
   const sk_value *where;    /* the `tables` entry, for diagnostics */
 } sk_cfg_table;

@@ -298,7 +298,7 @@ static int check_globals(loader *L) {
     TRY(check_str(L, SEC_table, i, "key_str", t->key_str, 0));
     TRY(check_str(L, SEC_table, i, "singular_str", t->singular_str, 0));
     TRY(check_enum(L, SEC_table, i, "format", t->format, SK_FORMAT_HASH, SK_FORMAT_JSON, "sk_row_format"));
-    TRY(check_enum(L, SEC_table, i, "feed", t->feed, SK_FEED_STREAM, SK_FEED_SCAN, "sk_feed"));
+    TRY(check_enum(L, SEC_table, i, "feed", t->feed, SK_TABLE_FEED_STREAM, SK_TABLE_FEED_SCAN, "sk_table_feed"));
     if (!strstr(sk_str(m, t->key_str), "{id}")) return rec_fail(L, SEC_table, i, "key pattern has no {id}");
   }
   for (uint32_t i = 0; i < m->nshapes; i++) {

@@ -359,7 +359,7 @@ static void end_instance(sk_sched *s, sk_inst *in, uint32_t outcome, const char 
 
 /* ---- the recovery policy ---- */
 
-static int64_t retry_delay(sk_sched *s, const sk_loop_rec *l, uint32_t attempt) {
+int64_t sk_retry_delay(const sk_loop_rec *l, uint32_t attempt, uint64_t *rng) {
   uint64_t d = l->delay_ms;
   if (l->backoff == SK_BACKOFF_EXPONENTIAL) {
     for (uint32_t i = 1; i < attempt && d < l->max_delay_ms; i++) d *= 2;
@@ -367,13 +367,11 @@ static int64_t retry_delay(sk_sched *s, const sk_loop_rec *l, uint32_t attempt) 
     d *= attempt;
   }
   if (d > l->max_delay_ms) d = l->max_delay_ms;
-  if (l->jitter && d > 1) d = d / 2 + splitmix(&s->rng) % (d / 2 + 1);
+  if (l->jitter && d > 1) d = d / 2 + splitmix(rng) % (d / 2 + 1);
   return (int64_t)d;
 }
 
-/* The step an instruction that failed belongs to: its condition's or its effect's (the RENDERs of an
-   effect's personalization values come right before it). */
-static uint32_t step_of_pc(const sk_module *m, const sk_inst *in) {
+uint32_t sk_step_of_pc(const sk_module *m, const sk_inst *in) {
   const sk_loop_rec *l = &m->loops[in->loop];
   uint32_t pc = in->pc;
   uint32_t insn = m->code[l->code_first + pc].insn;
@@ -411,7 +409,7 @@ static void handle(sk_sched *s, sk_inst *in, sk_exec_status status, const sk_exe
     in->state = SK_INST_IO; /* the runtime resumes it: sk_sched_io_ready / sk_sched_io_done */
     return;
   case SK_EXEC_RETRY: {
-    uint32_t step = step_of_pc(s->m, in);
+    uint32_t step = sk_step_of_pc(s->m, in);
     in->attempts++;
     if (in->attempts > l->retries) {
       char reason[400];
@@ -421,7 +419,7 @@ static void handle(sk_sched *s, sk_inst *in, sk_exec_status status, const sk_exe
       end_instance(s, in, SK_OUTCOME_FAILED, reason);
       return;
     }
-    int64_t delay = retry_delay(s, l, in->attempts);
+    int64_t delay = sk_retry_delay(l, in->attempts, &s->rng);
     if (r->retry_after_ms > delay) delay = r->retry_after_ms;
     trace(s, in, SK_TR_ACTION_RETRY, step, r->reason, delay, 0);
     in->state = SK_INST_RETRYING;
@@ -429,7 +427,7 @@ static void handle(sk_sched *s, sk_inst *in, sk_exec_status status, const sk_exe
     return;
   }
   case SK_EXEC_FAIL: {
-    uint32_t step = step_of_pc(s->m, in);
+    uint32_t step = sk_step_of_pc(s->m, in);
     trace(s, in, SK_TR_ACTION_FAILED, step, r->reason, 0, 0);
     s->stats.dead_letters++;
     end_instance(s, in, SK_OUTCOME_FAILED, r->reason);

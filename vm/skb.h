@@ -43,7 +43,7 @@
 typedef enum { SK_LOOP_ACTIVATION = 1, SK_LOOP_RETENTION, SK_LOOP_REFERRAL, SK_LOOP_CONVERSION, SK_LOOP_EXPANSION } sk_loop_type;
 typedef enum { SK_BACKOFF_EXPONENTIAL = 1, SK_BACKOFF_LINEAR, SK_BACKOFF_FIXED } sk_backoff;
 typedef enum { SK_FORMAT_HASH = 1, SK_FORMAT_JSON } sk_row_format;
-typedef enum { SK_FEED_STREAM = 1, SK_FEED_KEYSPACE, SK_FEED_SCAN } sk_feed;
+typedef enum { SK_TABLE_FEED_STREAM = 1, SK_TABLE_FEED_KEYSPACE, SK_TABLE_FEED_SCAN } sk_table_feed;
 typedef enum { SK_EVENT_INSERT = 1, SK_EVENT_UPDATE } sk_event_kind;
 typedef enum { SK_CONST_INT = 1, SK_CONST_STR } sk_const_type;
 typedef enum { SK_ESC_NONE = 0, SK_ESC_HTML, SK_ESC_JSON, SK_ESC_URL } sk_escape;
@@ -151,7 +151,7 @@ const char *sk_provider_name(uint32_t v);
   F(U32, name_str,     "") \
   F(U32, key_str,      "key pattern with {id}") \
   F(U32, format,       "sk_row_format") \
-  F(U32, feed,         "sk_feed") \
+  F(U32, feed,         "sk_table_feed") \
   F(U32, singular_str, "template root name: users -> user")
 
 #define SKB_REC_INSN(F)  F(U32, insn, "")

@@ -190,6 +190,14 @@ uint64_t sk_index_key(uint32_t shape, sk_string *const *values, uint32_t n);
 /* The key a WAITEV waits on: an event of `kind` on `table` for `subject`. */
 uint64_t sk_event_key(uint32_t table, uint32_t kind, const sk_string *subject);
 
+/* ---- the recovery policy (sched.c), shared by the scheduler and the Redis runtime ---- */
+
+/* The delay before retry number `attempt` (1-based) of loop l: backoff from delay_ms capped at
+   max_delay_ms, "equal jitter" drawn from *rng (splitmix64) when the loop asks for it. */
+int64_t sk_retry_delay(const sk_loop_rec *l, uint32_t attempt, uint64_t *rng);
+/* The 0-based step the instruction at inst->pc belongs to (its condition's or its effect's). */
+uint32_t sk_step_of_pc(const sk_module *m, const sk_inst *inst);
+
 /* ---- snapshots: an instance's state as bytes (snapshot.c) ---- */
 
 /* Encodes inst (of module m) into a new buffer (*out, caller frees). 0, or -1 out of memory. */

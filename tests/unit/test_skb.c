@@ -85,8 +85,8 @@ static sk_module *build_module(void) {
   sk_module *m = calloc(1, sizeof *m);
   assert_non_null(m);
   ADD(m, meta, nmeta, sk_meta_rec, S(m, "examples/activation/skene.config.ts"), S(m, "skenec 0.1.0"));
-  ADD(m, tables, ntables, sk_table_rec, S(m, "users"), S(m, "users:{id}"), SK_FORMAT_HASH, SK_FEED_STREAM, S(m, "user"));
-  ADD(m, tables, ntables, sk_table_rec, S(m, "user_actions"), S(m, "user_actions:{id}"), SK_FORMAT_JSON, SK_FEED_KEYSPACE,
+  ADD(m, tables, ntables, sk_table_rec, S(m, "users"), S(m, "users:{id}"), SK_FORMAT_HASH, SK_TABLE_FEED_STREAM, S(m, "user"));
+  ADD(m, tables, ntables, sk_table_rec, S(m, "user_actions"), S(m, "user_actions:{id}"), SK_FORMAT_JSON, SK_TABLE_FEED_KEYSPACE,
       S(m, "user_action"));
   ADD(m, shapes, nshapes, sk_shape_rec, 1, S(m, "action_type,user_id"));
 
@@ -386,7 +386,7 @@ static const mutation mutations[] = {
   {"duplicate loop names", m_dup_name, "loop name 'activation' is already used by loop 0"},
   {"bad row format", m_table_fmt, "TABL record 1 (offset 0x"},
   {"bad row format (message)", m_table_fmt, "format 7 is not a valid sk_row_format"},
-  {"bad feed", m_table_feed, "feed 0 is not a valid sk_feed"},
+  {"bad feed", m_table_feed, "feed 0 is not a valid sk_table_feed"},
   {"key without {id}", m_table_key, "key pattern has no {id}"},
   {"shape's table out of range", m_shape_table, "SHAP record 0 (offset 0x"},
   {"shape's table out of range (message)", m_shape_table, "table 2 out of range (the file has 2 tables)"},
