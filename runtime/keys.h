@@ -31,7 +31,10 @@
   X(LEASE,   "lease:{loop}:{subject}", "string", "the worker running an instance now (SET NX PX): one worker at a time") \
   X(CODE,    "code:{hash}",          "string", "a .skb by its xxh3: an instance finishes on the bytecode it started with") \
   X(DLQ,     "dlq",                  "stream", "dead letters: loop, subject, step, reason; re-driven by skene-vm dlq retry") \
-  X(WORKERS, "workers",              "zset",   "live workers: member worker id, score last heartbeat (ms); a dead one's work is reclaimed")
+  X(BACKFILL, "backfill:{table}",    "string", "set once the rows a table had at the first start are in its indexes") \
+  X(WORKERS, "workers",              "zset",   "live workers: member worker id, score last heartbeat (ms); a dead one's work is reclaimed") \
+  X(RATELIMIT, "ratelimit:{provider}", "hash",  "a provider's shared token bucket (tokens, ts, until: ms of the server's TIME), changed only by " \
+                                               "the script of runtime/ratelimit.c; expires a minute after its last use")
 
 typedef enum {
 #define SK_KEY_ENUM(name, pattern, type, doc) SK_KEY_##name,

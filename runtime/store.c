@@ -98,7 +98,8 @@ char *sk_key_format(const char *prefix, sk_key_kind kind, const char *const *par
 
 /* ---- the scripts ---- */
 
-enum script_id { SC_START, SC_SUSPEND, SC_END, SC_CHECK, SC_INDEX_ADD, SC_RELEASE, SC_COUNT };
+enum script_id { SC_START, SC_SUSPEND, SC_END, SC_CHECK, SC_INDEX_ADD, SC_RELEASE, SC_BEGIN, SC_CLAIM,
+                 SC_PARK, SC_FINISH, SC_PEEK, SC_DUE_NEXT, SC_COUNT };
 
 /* KEYS and ARGV of each are documented above its text. Short: Upstash runs a script under a lock. */
 static const char *const scripts[SC_COUNT] = {
@@ -115,8 +116,9 @@ static const char *const scripts[SC_COUNT] = {
     "redis.call('DEL',KEYS[1]) redis.call('ZREM',KEYS[2],KEYS[1]) "
     "if KEYS[3] then redis.call('SREM',KEYS[3],KEYS[1]) end "
     "return 1",
-    /* KEYS idx, wait, inst, timers; ARGV min_rows, limit[, snapshot, wake_at ('' none)].
-       Returns {1, count[, first row]} held, {0, count} waiting. */
+    /* KEYS idx, wait, inst, timers[, lease]; ARGV min_rows, limit[, snapshot, wake_at ('' none)
+       [, worker]]. Returns {1, count[, first row]} held, {0, count} waiting (the lease, when
+       given and held by worker, is given back with the suspension). */
     "local n=redis.call('ZCARD',KEYS[1]) local l=tonumber(ARGV[2]) "
     "if l>0 and n>l then n=l end "
     "if n>=tonumber(ARGV[1]) then redis.call('SREM',KEYS[2],KEYS[3]) "
@@ -124,7 +126,8 @@ static const char *const scripts[SC_COUNT] = {
     "redis.call('SADD',KEYS[2],KEYS[3]) "
     "if ARGV[3] then redis.call('SET',KEYS[3],ARGV[3]) "
     "if ARGV[4]=='' then redis.call('ZREM',KEYS[4],KEYS[3]) "
-    "else redis.call('ZADD',KEYS[4],ARGV[4],KEYS[3]) end end "
+    "else redis.call('ZADD',KEYS[4],ARGV[4],KEYS[3]) end "
+    "if KEYS[5] and redis.call('GET',KEYS[5])==ARGV[5] then redis.call('DEL',KEYS[5]) end end "
     "return {0,n}",
     /* KEYS idx, wait; ARGV score, row id. Returns {added, waiter...}. */
     "local a=redis.call('ZADD',KEYS[1],'NX',ARGV[1],ARGV[2]) "
@@ -132,6 +135,37 @@ static const char *const scripts[SC_COUNT] = {
     "table.insert(w,1,a) return w",
     /* KEYS lease; ARGV worker */
     "if redis.call('GET',KEYS[1])==ARGV[1] then redis.call('DEL',KEYS[1]) return 1 end return 0",
+    /* begin. KEYS started, inst, timers, lease; ARGV subject, snapshot, wake_at, worker, ttl */
+    "if redis.call('SADD',KEYS[1],ARGV[1])==0 then return 0 end "
+    "redis.call('SET',KEYS[2],ARGV[2]) redis.call('ZADD',KEYS[3],ARGV[3],KEYS[2]) "
+    "redis.call('SET',KEYS[4],ARGV[4],'PX',ARGV[5]) return 1",
+    /* claim. KEYS lease, inst, timers; ARGV worker, ttl, wake_at. {0} leased by another, {2} no
+       instance (ended: its stray timer goes), {1, snapshot} ours */
+    "if not redis.call('SET',KEYS[1],ARGV[1],'NX','PX',ARGV[2]) then return {0} end "
+    "local s=redis.call('GET',KEYS[2]) "
+    "if not s then redis.call('DEL',KEYS[1]) redis.call('ZREM',KEYS[3],KEYS[2]) return {2} end "
+    "redis.call('ZADD',KEYS[3],ARGV[3],KEYS[2]) return {1,s}",
+    /* park. KEYS inst, timers, lease, wait (ARGV[4] of them: 0 or 1), leave...; ARGV snapshot,
+       wake_at ('' none), worker, nwait */
+    "redis.call('SET',KEYS[1],ARGV[1]) "
+    "if ARGV[2]=='' then redis.call('ZREM',KEYS[2],KEYS[1]) "
+    "else redis.call('ZADD',KEYS[2],ARGV[2],KEYS[1]) end "
+    "local w=tonumber(ARGV[4]) "
+    "for i=4+w,#KEYS do redis.call('SREM',KEYS[i],KEYS[1]) end "
+    "for i=4,3+w do redis.call('SADD',KEYS[i],KEYS[1]) end "
+    "if redis.call('GET',KEYS[3])==ARGV[3] then redis.call('DEL',KEYS[3]) end return 1",
+    /* finish. KEYS inst, timers, lease, leave...; ARGV worker */
+    "redis.call('DEL',KEYS[1]) redis.call('ZREM',KEYS[2],KEYS[1]) "
+    "for i=4,#KEYS do redis.call('SREM',KEYS[i],KEYS[1]) end "
+    "if redis.call('GET',KEYS[3])==ARGV[1] then redis.call('DEL',KEYS[3]) end return 1",
+    /* peek. KEYS idx; ARGV min_rows, limit. {held, count[, first row]}, nothing written */
+    "local n=redis.call('ZCARD',KEYS[1]) local l=tonumber(ARGV[2]) "
+    "if l>0 and n>l then n=l end local f=redis.call('ZRANGE',KEYS[1],0,0) "
+    "return {n>=tonumber(ARGV[1]) and 1 or 0,n,f[1]}",
+    /* due_next. KEYS timers; ARGV now, max. {next score after now or '', due inst keys...} */
+    "local d=redis.call('ZRANGEBYSCORE',KEYS[1],'-inf',ARGV[1],'LIMIT',0,tonumber(ARGV[2])) "
+    "local n=redis.call('ZRANGEBYSCORE',KEYS[1],'('..ARGV[1],'+inf','WITHSCORES','LIMIT',0,1) "
+    "table.insert(d,1,n[2] or '') return d",
 };
 
 /* ---- the store ---- */
@@ -257,19 +291,20 @@ int sk_store_inst_parse(const sk_store *s, const char *key, size_t len, const ch
 /* ---- operations ---- */
 
 enum op_kind { OP_START, OP_SUSPEND, OP_END, OP_CHECK, OP_INDEX_ADD, OP_LOAD, OP_DUE, OP_LEASE,
-               OP_RELEASE };
+               OP_RELEASE, OP_BEGIN, OP_CLAIM, OP_PARK, OP_FINISH, OP_PEEK, OP_DUE_NEXT };
 
 static const char *const op_names[] = {"start", "suspend", "end", "check_or_wait", "index_add",
-                                       "load", "due", "lease", "release"};
+                                       "load", "due", "lease", "release", "begin", "claim",
+                                       "park", "finish", "peek", "due"};
 
-#define MAX_ARGS 12
+#define MAX_ARGS 16
 
 /* The arguments of one command as they are gathered; `owned` are freed after sending. */
 typedef struct args {
   int argc;
   const char *argv[MAX_ARGS];
   size_t lens[MAX_ARGS];
-  char *owned[4];
+  char *owned[8];
   int nowned;
 } args;
 
@@ -285,7 +320,7 @@ static void arg_str(args *a, const char *p) { arg(a, p, strlen(p)); }
 /* Adds a key of *n bytes that a takes over (NULL: out of memory, reported by send_op). n is a
    pointer so that arg_owned(a, make_key(&n), &n) reads it after make_key wrote it. */
 static int arg_owned(args *a, char *p, const size_t *n) {
-  assert(a->nowned < 4);
+  assert(a->nowned < 8);
   a->owned[a->nowned++] = p;
   if (p == NULL)
     return -1;
@@ -412,6 +447,9 @@ static int read_reply(const op *o, const redisReply *x, sk_store_result *out, co
   case OP_SUSPEND:
   case OP_END:
   case OP_RELEASE:
+  case OP_BEGIN:
+  case OP_PARK:
+  case OP_FINISH:
     if (x->type != REDIS_REPLY_INTEGER)
       return -1;
     out->n = x->integer;
@@ -436,7 +474,25 @@ static int read_reply(const op *o, const redisReply *x, sk_store_result *out, co
     if (x->type != REDIS_REPLY_ARRAY)
       return -1;
     return read_strings(x->element, x->elements, out, ps, pl);
+  case OP_DUE_NEXT:
+    if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 || !is_str(x->element[0]))
+      return -1;
+    out->n = x->element[0]->len > 0 ? strtoll(x->element[0]->str, NULL, 10) : -1;
+    return read_strings(x->element + 1, x->elements - 1, out, ps, pl);
+  case OP_CLAIM:
+    if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 || x->elements > 2 ||
+        x->element[0]->type != REDIS_REPLY_INTEGER)
+      return -1;
+    out->n = x->element[0]->integer;
+    if (x->elements == 2) {
+      if (!is_str(x->element[1]))
+        return -1;
+      out->str = x->element[1]->str;
+      out->len = x->element[1]->len;
+    }
+    return out->n == 1 && out->str == NULL ? -1 : 0;
   case OP_CHECK:
+  case OP_PEEK:
     if (x->type != REDIS_REPLY_ARRAY || x->elements < 2 || x->elements > 3 ||
         x->element[0]->type != REDIS_REPLY_INTEGER || x->element[1]->type != REDIS_REPLY_INTEGER)
       return -1;
@@ -570,10 +626,41 @@ int sk_store_end(sk_store *s, const char *loop, const char *subject, size_t subj
   return send_op(s, OP_END, SC_END, wait_key != NULL ? 3 : 2, &a, cb, privdata);
 }
 
+static int arg_lease(sk_store *s, args *a, const char *loop, const char *subject,
+                     size_t subject_len);
+
+static int check_or_wait(sk_store *s, const sk_store_index *ix, const char *loop,
+                         const char *subject, size_t subject_len, uint32_t min_rows,
+                         uint32_t limit, const void *snapshot, size_t snapshot_len,
+                         int64_t wake_at_ms, const char *worker, sk_store_callback cb,
+                         void *privdata);
+
 int sk_store_check_or_wait(sk_store *s, const sk_store_index *ix, const char *loop,
                            const char *subject, size_t subject_len, uint32_t min_rows,
                            uint32_t limit, const void *snapshot, size_t snapshot_len,
                            int64_t wake_at_ms, sk_store_callback cb, void *privdata) {
+  return check_or_wait(s, ix, loop, subject, subject_len, min_rows, limit, snapshot,
+                       snapshot_len, wake_at_ms, NULL, cb, privdata);
+}
+
+int sk_store_check_or_park(sk_store *s, const sk_store_index *ix, const char *loop,
+                           const char *subject, size_t subject_len, uint32_t min_rows,
+                           uint32_t limit, const void *snapshot, size_t snapshot_len,
+                           int64_t wake_at_ms, const char *worker, sk_store_callback cb,
+                           void *privdata) {
+  if (snapshot == NULL || worker == NULL || worker[0] == '\0') {
+    snprintf(s->err, sizeof s->err, "check_or_wait: parking needs a snapshot and a worker id");
+    return -1;
+  }
+  return check_or_wait(s, ix, loop, subject, subject_len, min_rows, limit, snapshot,
+                       snapshot_len, wake_at_ms, worker, cb, privdata);
+}
+
+static int check_or_wait(sk_store *s, const sk_store_index *ix, const char *loop,
+                         const char *subject, size_t subject_len, uint32_t min_rows,
+                         uint32_t limit, const void *snapshot, size_t snapshot_len,
+                         int64_t wake_at_ms, const char *worker, sk_store_callback cb,
+                         void *privdata) {
   args a = {0};
   char smin[16], slimit[16], wake[24] = "";
   size_t n = 0;
@@ -587,13 +674,17 @@ int sk_store_check_or_wait(sk_store *s, const sk_store_index *ix, const char *lo
   arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_WAIT, &n), &n);
   arg_inst(s, &a, loop, subject, subject_len);
   arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  if (worker != NULL)
+    arg_lease(s, &a, loop, subject, subject_len);
   arg_str(&a, smin);
   arg_str(&a, slimit);
   if (snapshot != NULL) {
     arg(&a, snapshot, snapshot_len);
     arg_str(&a, wake);
   }
-  return send_op(s, OP_CHECK, SC_CHECK, 4, &a, cb, privdata);
+  if (worker != NULL)
+    arg_str(&a, worker);
+  return send_op(s, OP_CHECK, SC_CHECK, worker != NULL ? 5 : 4, &a, cb, privdata);
 }
 
 int sk_store_index_add(sk_store *s, const sk_store_index *ix, const char *row_id,
@@ -619,7 +710,9 @@ int sk_store_load(sk_store *s, const char *loop, const char *subject, size_t sub
   return send_op(s, OP_LOAD, -1, 0, &a, cb, privdata);
 }
 
-int sk_store_due(sk_store *s, int64_t now_ms, uint32_t max, sk_store_callback cb, void *privdata) {
+/* due and due_next: ZRANGEBYSCORE timers -inf now LIMIT 0 max, plain or in the due_next script. */
+static int due(sk_store *s, int next, int64_t now_ms, uint32_t max, sk_store_callback cb,
+               void *privdata) {
   args a = {0};
   char now[24], smax[16];
   size_t n = 0;
@@ -629,14 +722,29 @@ int sk_store_due(sk_store *s, int64_t now_ms, uint32_t max, sk_store_callback cb
   }
   fmt_i64(now, sizeof now, now_ms);
   snprintf(smax, sizeof smax, "%u", (unsigned)max);
-  arg_str(&a, "ZRANGEBYSCORE");
+  if (!next)
+    arg_str(&a, "ZRANGEBYSCORE");
   arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
-  arg_str(&a, "-inf");
+  if (!next)
+    arg_str(&a, "-inf");
   arg_str(&a, now);
-  arg_str(&a, "LIMIT");
-  arg_str(&a, "0");
+  if (!next) {
+    arg_str(&a, "LIMIT");
+    arg_str(&a, "0");
+  }
   arg_str(&a, smax);
+  if (next)
+    return send_op(s, OP_DUE_NEXT, SC_DUE_NEXT, 1, &a, cb, privdata);
   return send_op(s, OP_DUE, -1, 0, &a, cb, privdata);
+}
+
+int sk_store_due(sk_store *s, int64_t now_ms, uint32_t max, sk_store_callback cb, void *privdata) {
+  return due(s, 0, now_ms, max, cb, privdata);
+}
+
+int sk_store_due_next(sk_store *s, int64_t now_ms, uint32_t max, sk_store_callback cb,
+                      void *privdata) {
+  return due(s, 1, now_ms, max, cb, privdata);
 }
 
 /* The lease key of (loop, subject). */
@@ -679,4 +787,124 @@ int sk_store_release(sk_store *s, const char *loop, const char *subject, size_t 
   arg_lease(s, &a, loop, subject, subject_len);
   arg_str(&a, worker);
   return send_op(s, OP_RELEASE, SC_RELEASE, 1, &a, cb, privdata);
+}
+
+/* ---- the worker's operations: leases taken and given back with the state they guard ---- */
+
+static int check_worker(sk_store *s, enum op_kind kind, const char *worker) {
+  if (worker == NULL || worker[0] == '\0') {
+    snprintf(s->err, sizeof s->err, "%s: needs a worker id", op_names[kind]);
+    return -1;
+  }
+  return 0;
+}
+
+int sk_store_begin(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                   const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
+                   const char *worker, int64_t lease_ms, sk_store_callback cb, void *privdata) {
+  args a = {0};
+  size_t n = 0;
+  char wake[24], ttl[24];
+  if (check_inst(s, OP_BEGIN, loop, subject, subject_len) != 0 ||
+      check_worker(s, OP_BEGIN, worker) != 0)
+    return -1;
+  fmt_i64(wake, sizeof wake, wake_at_ms);
+  fmt_i64(ttl, sizeof ttl, lease_ms < 1 ? 1 : lease_ms);
+  const char *loop_part[1] = {loop};
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_STARTED, loop_part, NULL, 1, &n), &n);
+  arg_inst(s, &a, loop, subject, subject_len);
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  arg_lease(s, &a, loop, subject, subject_len);
+  arg(&a, subject != NULL ? subject : "", subject_len);
+  arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
+  arg_str(&a, wake);
+  arg_str(&a, worker);
+  arg_str(&a, ttl);
+  return send_op(s, OP_BEGIN, SC_BEGIN, 4, &a, cb, privdata);
+}
+
+int sk_store_claim(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                   const char *worker, int64_t lease_ms, int64_t wake_at_ms,
+                   sk_store_callback cb, void *privdata) {
+  args a = {0};
+  size_t n = 0;
+  char wake[24], ttl[24];
+  if (check_inst(s, OP_CLAIM, loop, subject, subject_len) != 0 ||
+      check_worker(s, OP_CLAIM, worker) != 0)
+    return -1;
+  fmt_i64(wake, sizeof wake, wake_at_ms);
+  fmt_i64(ttl, sizeof ttl, lease_ms < 1 ? 1 : lease_ms);
+  arg_lease(s, &a, loop, subject, subject_len);
+  arg_inst(s, &a, loop, subject, subject_len);
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  arg_str(&a, worker);
+  arg_str(&a, ttl);
+  arg_str(&a, wake);
+  return send_op(s, OP_CLAIM, SC_CLAIM, 3, &a, cb, privdata);
+}
+
+int sk_store_park(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                  const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
+                  const char *wait_key, size_t wait_key_len, const char *leave_key,
+                  size_t leave_key_len, const char *worker, sk_store_callback cb,
+                  void *privdata) {
+  args a = {0};
+  size_t n = 0;
+  char wake[24] = "";
+  if (check_inst(s, OP_PARK, loop, subject, subject_len) != 0 ||
+      check_worker(s, OP_PARK, worker) != 0)
+    return -1;
+  if (wake_at_ms != SK_STORE_NO_WAKE)
+    fmt_i64(wake, sizeof wake, wake_at_ms);
+  arg_inst(s, &a, loop, subject, subject_len);
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  arg_lease(s, &a, loop, subject, subject_len);
+  int nkeys = 3;
+  if (wait_key != NULL) {
+    arg(&a, wait_key, wait_key_len);
+    nkeys++;
+  }
+  if (leave_key != NULL) {
+    arg(&a, leave_key, leave_key_len);
+    nkeys++;
+  }
+  arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
+  arg_str(&a, wake);
+  arg_str(&a, worker);
+  arg_str(&a, wait_key != NULL ? "1" : "0");
+  return send_op(s, OP_PARK, SC_PARK, nkeys, &a, cb, privdata);
+}
+
+int sk_store_finish(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                    const char *const *leave_keys, const size_t *leave_lens, size_t nleave,
+                    const char *worker, sk_store_callback cb, void *privdata) {
+  args a = {0};
+  size_t n = 0;
+  if (check_inst(s, OP_FINISH, loop, subject, subject_len) != 0 ||
+      check_worker(s, OP_FINISH, worker) != 0)
+    return -1;
+  if (nleave > 4) {
+    snprintf(s->err, sizeof s->err, "finish: at most 4 wait sets to leave");
+    return -1;
+  }
+  arg_inst(s, &a, loop, subject, subject_len);
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  arg_lease(s, &a, loop, subject, subject_len);
+  for (size_t i = 0; i < nleave; i++)
+    arg(&a, leave_keys[i], leave_lens[i]);
+  arg_str(&a, worker);
+  return send_op(s, OP_FINISH, SC_FINISH, 3 + (int)nleave, &a, cb, privdata);
+}
+
+int sk_store_peek(sk_store *s, const sk_store_index *ix, uint32_t min_rows, uint32_t limit,
+                  sk_store_callback cb, void *privdata) {
+  args a = {0};
+  size_t n = 0;
+  char smin[16], slimit[16];
+  snprintf(smin, sizeof smin, "%u", (unsigned)min_rows);
+  snprintf(slimit, sizeof slimit, "%u", (unsigned)limit);
+  arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_INDEX, &n), &n);
+  arg_str(&a, smin);
+  arg_str(&a, slimit);
+  return send_op(s, OP_PEEK, SC_PEEK, 1, &a, cb, privdata);
 }

@@ -173,4 +173,61 @@ int sk_store_lease(sk_store *s, const char *loop, const char *subject, size_t su
 int sk_store_release(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                      const char *worker, sk_store_callback cb, void *privdata);
 
+/* ---- the worker's operations (skene-vm run): the lease goes with the state it guards ----
+ *
+ * A worker runs an instance only while it holds the instance's lease (lease:{loop}:{subject}, SET
+ * NX PX). While it runs, the instance's timer points at the lease's end (wake_at_ms given by the
+ * caller: now + the lease in the store's clock), so an instance whose worker died comes back
+ * through sk_store_due. Each suspension gives the lease back in the script that records it. */
+
+/* Starts (loop, subject) once ever, as sk_store_start, and when it starts now also sets its timer to
+ * wake_at_ms and takes its lease for worker (lease_ms). n: 1 started now (leased to worker), 0
+ * started before. Wire 1; inside: SADD [+ SET + ZADD + SET]. */
+int sk_store_begin(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                   const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
+                   const char *worker, int64_t lease_ms, sk_store_callback cb, void *privdata);
+
+/* Takes an existing instance to run it: the lease (NX), then the snapshot, and the timer moved to
+ * wake_at_ms. n: 1 taken (str/len: the snapshot), 0 leased by another worker (or by this one:
+ * leases do not nest), 2 no such instance (it ended; a stray timer is removed). Wire 1; inside:
+ * SET [+ GET + ZADD or DEL + ZREM]. */
+int sk_store_claim(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                   const char *worker, int64_t lease_ms, int64_t wake_at_ms,
+                   sk_store_callback cb, void *privdata);
+
+/* Records a suspension and gives the lease back: SET the snapshot, ZADD the timer (ZREM when
+ * SK_STORE_NO_WAKE), SREM from leave_key (a wait set the instance was woken from, NULL: none), SADD
+ * to wait_key (NULL: none), DEL the lease if worker holds it. Wire 1; inside: SET, ZADD or ZREM,
+ * [SREM,] [SADD,] GET [+ DEL]. */
+int sk_store_park(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                  const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
+                  const char *wait_key, size_t wait_key_len, const char *leave_key,
+                  size_t leave_key_len, const char *worker, sk_store_callback cb,
+                  void *privdata);
+
+/* Ends the instance and gives the lease back: DEL the snapshot, ZREM the timer, SREM from each of
+ * the nleave (at most 4) wait sets, DEL the lease if worker holds it. Wire 1. */
+int sk_store_finish(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                    const char *const *leave_keys, const size_t *leave_lens, size_t nleave,
+                    const char *worker, sk_store_callback cb, void *privdata);
+
+/* sk_store_due, and the time of the next timer after now_ms in the same round trip: strs: the due
+ * instance keys (at most max, earliest first); n: the next timer's time, -1 when none. The
+ * worker sleeps until then (or its idle bound). Wire 1; inside: two ZRANGEBYSCORE. */
+int sk_store_due_next(sk_store *s, int64_t now_ms, uint32_t max, sk_store_callback cb,
+                      void *privdata);
+
+/* sk_store_check_or_wait that also gives the lease back when it records the suspension (not held).
+ * snapshot and worker are required. Wire 1. */
+int sk_store_check_or_park(sk_store *s, const sk_store_index *ix, const char *loop,
+                           const char *subject, size_t subject_len, uint32_t min_rows,
+                           uint32_t limit, const void *snapshot, size_t snapshot_len,
+                           int64_t wake_at_ms, const char *worker, sk_store_callback cb,
+                           void *privdata);
+
+/* A condition checked once (CHECK): held, n := ZCARD capped at limit, str := the first row id;
+ * writes nothing. Wire 1; inside: ZCARD + ZRANGE. */
+int sk_store_peek(sk_store *s, const sk_store_index *ix, uint32_t min_rows, uint32_t limit,
+                  sk_store_callback cb, void *privdata);
+
 #endif
