@@ -1,7 +1,7 @@
 /*
  * skene-vm.c: the command line. `skene-vm simulate FILE.skb SCENARIO.json` loads and verifies the
- * bytecode and replays the scenario on the in-memory store (simulate.c); `skene-vm run` will be the
- * production runtime over Redis (not built yet: it says so and exits 2).
+ * bytecode and replays the scenario on the in-memory store (simulate.c); `skene-vm run FILE.skb` is the
+ * production runtime over Redis (run.c, worker.c).
  * Exit 0 ok, 1 bad input (a .skb the verifier refuses, a bad scenario), 2 usage or I/O.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -13,13 +13,17 @@
 
 #include "simulate.h"
 #include "skb.h"
+#ifdef SKENE_HAVE_RUN
+#include "run.h"
+#endif
 
 #define SKENE_VM_VERSION "0.1.0"
 #define MAX_SKB_BYTES (256u << 20)
 
 static const char usage[] =
     "usage: skene-vm simulate [--format jsonl|text] [--quiet] FILE.skb SCENARIO.json\n"
-    "       skene-vm run FILE.skb\n"
+    "       skene-vm run [--worker ID] [--time-scale N] [--backfill] [--lease-ms MS]\n"
+    "                    [--claim-idle-ms MS] [--due-interval-ms MS] FILE.skb\n"
     "       skene-vm --help | --version\n"
     "\n"
     "Runs the loops of a verified Skene bytecode file (.skb, built by `skenec build`).\n"
@@ -29,20 +33,46 @@ static const char usage[] =
     "            with a virtual clock and print what the loops do: one JSON object per event on stdout\n"
     "            (the same file and seed give the same bytes). The scenario format is documented in\n"
     "            tests/sim/README.md.\n"
-    "  run       the production runtime over Redis: NOT BUILT YET in this version; it exits 2.\n"
-    "            Use simulate.\n"
+    "  run       the production runtime over the product's Redis: watches the tables' feeds, starts one\n"
+    "            instance per (loop, subject), keeps every instance, timer and index in Redis, and sends\n"
+    "            each email once. Several workers may share one Redis. Logs are JSON lines on stdout.\n"
+    "            It checks its configuration first and refuses to start with one message per problem.\n"
+    "            SIGTERM or SIGINT: finish what runs, record it, exit 0; a second signal exits at once\n"
+    "            (status 3) and loses nothing: the instances resume from Redis.\n"
     "\n"
-    "options:\n"
+    "simulate options:\n"
     "  --format F     jsonl (default): one JSON object per event; text: a readable timeline and a summary\n"
     "  --quiet        no timeline: the summary, wall time, instances per second and scheduler memory\n"
     "                 per waiting instance (for benchmarks)\n"
+    "run options:\n"
+    "  --worker ID    this worker's name: unique among the workers on one Redis, the same across its\n"
+    "                 restarts (its stream entries are read again first); default SKENE_WORKER, else\n"
+    "                 the host name\n"
+    "  --time-scale N the loops' clock runs N times faster than the wall clock (a 5m timeout takes 5m/N):\n"
+    "                 for demos and tests; every worker on one Redis must use the same N. Default 1\n"
+    "  --backfill     rows that exist in keyspace and scan tables at the first start trigger loops too\n"
+    "                 (by default they are recorded as seen: past users are not emailed)\n"
+    "  --lease-ms MS  how long a worker owns an instance it runs before another may take it over;\n"
+    "                 default 30000\n"
+    "  --claim-idle-ms MS  stream entries delivered to a worker and not acknowledged for this long are\n"
+    "                 taken over by another (a dead worker's); default 60000\n"
+    "  --due-interval-ms MS  the longest wait between two looks at the shared timer set while idle;\n"
+    "                 default 120000\n"
     "  -h, --help     this text\n"
     "  --version      the version of skene-vm and of the bytecode format it reads\n"
     "\n"
     "environment:\n"
+    "  REDIS_URL or UPSTASH_REDIS_URL  redis://[user:password@]host:port[/db], or rediss:// for TLS (run)\n"
+    "  SKENE_REDIS_CA    a PEM file of the CA to trust instead of the system store (rediss://)\n"
+    "  SKENE_REDIS_INSECURE=1  no certificate verification (only when asked)\n"
+    "  SKENE_REDIS_PREFIX  the prefix of Skene's own keys; default skene:\n"
     "  SKENE_EMAIL_FROM  the sender of emails whose action names no `from`\n"
+    "  SKENE_OUTBOX      run: the folder the outbox provider writes one .eml per email to (named by its\n"
+    "                    idempotency key); default ./outbox. Email goes there while RESEND_API_KEY is unset\n"
+    "  SKENE_WORKER      run: the default of --worker\n"
     "\n"
-    "exit status: 0 ok, 1 bad input (a .skb the verifier refuses, a bad scenario), 2 usage or I/O error\n";
+    "exit status: 0 ok (run: drained after a signal), 1 bad input (a .skb the verifier refuses, a bad\n"
+    "scenario; run: a start-up check failed), 2 usage or I/O error, 3 run stopped by a second signal\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...) {
@@ -163,8 +193,12 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "simulate") == 0) return cmd_simulate(argc - 2, argv + 2);
   if (strcmp(cmd, "run") == 0) {
-    fputs("skene-vm: run: the Redis runtime is not built yet; use simulate\n", stderr);
+#ifdef SKENE_HAVE_RUN
+    return sk_run_main(argc - 2, argv + 2);
+#else
+    fputs("skene-vm: run: this build has no Redis runtime (hiredis, OpenSSL or libevent missing)\n", stderr);
     return SK_SIM_EIO;
+#endif
   }
   return usage_error("unknown command '%s': use simulate or run", cmd);
 }

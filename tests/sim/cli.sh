@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cli.sh SKENEC SKENE_VM: skene-vm's command line: --help and --version, `run` (not built yet, exit 2),
+# cli.sh SKENEC SKENE_VM: skene-vm's command line: --help and --version, `run`'s usage errors and start-up checks,
 # usage errors (exit 2), a corrupt, truncated or foreign .skb (exit 1, the verifier's message), bad
 # scenarios (exit 1, "FILE: json.path: message", or FILE:LINE:COL for JSON syntax), a missing file
 # (exit 2), the warning for a table no loop uses, --quiet, and `generate` with its placeholders.
@@ -22,14 +22,19 @@ same() { # same NAME FILE TEXT: the whole file is exactly TEXT (and a newline)
 
 "$vm" --help >out; check help 0 $?
 contains help out "usage: skene-vm simulate"
-contains "help says run is not built" out "NOT BUILT YET"
+contains "help documents run" out "skene-vm run [--worker ID]"
+contains "help documents the outbox" out "SKENE_OUTBOX"
 "$vm" --version >out; check version 0 $?
 contains version out "bytecode format 1.0"
 "$vm" 2>err; check "no command" 2 $?
 contains "no command" err "a command is needed"
 "$vm" frobnicate 2>err; check "unknown command" 2 $?
-"$vm" run x.skb 2>err; check run 2 $?
-same run err "skene-vm: run: the Redis runtime is not built yet; use simulate"
+"$vm" run x.skb 2>err; check "run missing file" 2 $?
+same "run missing file" err "skene-vm: cannot read x.skb: No such file or directory"
+"$vm" run 2>err; check "run no file" 2 $?
+contains "run no file" err "run needs FILE.skb"
+"$vm" run --time-scale 0 x.skb 2>err; check "run bad scale" 2 $?
+contains "run bad scale" err "--time-scale needs a positive number, not '0'"
 "$vm" simulate x.skb 2>err; check "one file" 2 $?
 "$vm" simulate --format xml x.skb s.json 2>err; check "bad format" 2 $?
 contains "bad format" err "unknown format 'xml'"
@@ -37,6 +42,18 @@ contains "bad format" err "unknown format 'xml'"
 
 "$skenec" build -o w.skb "$here/welcome/skene.config.ts" || exit 1
 echo '{}' >empty.json
+# run's start-up checks: every problem, one line each, exit 1, nothing started.
+env -u REDIS_URL -u UPSTASH_REDIS_URL -u SKENE_EMAIL_FROM SKENE_OUTBOX="$PWD/ob" "$vm" run w.skb 2>err
+check "run checks" 1 $?
+contains "run checks: no url" err "REDIS_URL is not set (or UPSTASH_REDIS_URL)"
+contains "run checks: no from" err "this email has no \`from\` and SKENE_EMAIL_FROM is not set"
+contains "run checks: count" err "run: 2 problems; not starting"
+env REDIS_URL='redis://127.0.0.1:notaport' SKENE_EMAIL_FROM='A <a@example.com>' SKENE_OUTBOX="$PWD/ob" "$vm" run w.skb 2>err
+check "run bad url" 1 $?
+contains "run bad url" err "bad REDIS_URL"
+env REDIS_URL='redis://127.0.0.1:1' SKENE_EMAIL_FROM='A <a@example.com>' SKENE_OUTBOX="$PWD/ob" "$vm" run w.skb 2>err
+check "run refused" 1 $?
+contains "run refused" err "cannot connect to 127.0.0.1:1"
 "$vm" simulate missing.skb empty.json 2>err; check "missing skb" 2 $?
 contains "missing skb" err "cannot read missing.skb"
 "$vm" simulate w.skb missing.json 2>err; check "missing scenario" 2 $?
