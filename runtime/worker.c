@@ -1902,7 +1902,7 @@ int sk_worker_start(sk_worker *w, char *err, size_t errlen) {
     fo.consumer = w->worker_id;
     fo.block_ms = w->o.block_ms > 0 ? w->o.block_ms : 60000;
     fo.claim_min_idle_ms = w->o.claim_idle_ms > 0 ? w->o.claim_idle_ms : 60000;
-    fo.claim_interval_ms = w->o.claim_interval_ms > 0 ? w->o.claim_interval_ms : 300000;
+    fo.claim_interval_ms = w->o.claim_interval_ms > 0 ? w->o.claim_interval_ms : 5 * fo.claim_min_idle_ms;
     fo.scan_interval_ms = w->o.scan_interval_ms;
     fo.backfill = w->o.backfill;
     int updates = 0;

@@ -58,7 +58,7 @@ typedef struct sk_worker_options {
                                           idle (wall ms); 120000 */
   int block_ms;                        /* stream feeds: BLOCK of a read; 60000 */
   int claim_idle_ms, claim_interval_ms; /* stream feeds: reclaiming a dead worker's entries;
-                                          60000 and 300000 */
+                                          60000, and 5 times claim_idle_ms */
   int scan_interval_ms;                /* scan and keyspace feeds; feed.h's defaults */
   int backfill;                        /* --backfill: rows of keyspace/scan tables that exist at
                                           the first start trigger loops too */
