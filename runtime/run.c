@@ -23,6 +23,7 @@
 
 #include "redis.h"
 #include "sender.h"
+#include "simulate.h"
 #include "worker.h"
 
 #define RUN_EXIT_CONFIG 1
@@ -105,7 +106,7 @@ static int parse_pos(const char *opt, const char *v, double *out) {
 }
 
 int sk_run_main(int argc, char **argv) {
-  const char *file = NULL, *worker_id = getenv("SKENE_WORKER");
+  const char *file = NULL, *worker_id = getenv("SKENE_WORKER"), *faults_file = NULL;
   double scale = 1, lease = 30000, claim_idle = 0, due = 0;
   int backfill = 0;
   char host[256] = "worker";
@@ -116,6 +117,11 @@ int sk_run_main(int argc, char **argv) {
     if (strcmp(a, "--worker") == 0) {
       if (!v) goto needs_value;
       worker_id = v;
+      i++;
+      continue;
+    } else if (strcmp(a, "--faults") == 0) {
+      if (!v) goto needs_value;
+      faults_file = v;
       i++;
       continue;
     } else if (strcmp(a, "--backfill") == 0) {
@@ -174,6 +180,24 @@ int sk_run_main(int argc, char **argv) {
 
   /* ---- the checks: every problem, one line each ---- */
   int problems = 0;
+  sk_faults faults = {0};
+  if (faults_file) {
+    sk_scenario *sc = NULL;
+    if (sk_scenario_load(faults_file, &sc, err, sizeof err) != SK_SIM_OK) {
+      fprintf(stderr, "%s\n", err);
+      problems++;
+    } else {
+      for (size_t i = 0; i < sk_scenario_nfaults(sc); i++) {
+        const char *p;
+        int status;
+        uint32_t count;
+        int64_t ra;
+        sk_scenario_fault(sc, i, &p, &status, &count, &ra);
+        if (sk_faults_add(&faults, p, status, count, ra) != 0) problems++;
+      }
+    }
+    sk_scenario_free(sc);
+  }
   const char *url = getenv("REDIS_URL"), *url_name = "REDIS_URL";
   if (!url || !url[0]) {
     url = getenv("UPSTASH_REDIS_URL");
@@ -240,6 +264,7 @@ int sk_run_main(int argc, char **argv) {
   if (problems) {
     fprintf(stderr, "skene-vm: run: %d problem%s; not starting\n", problems, problems > 1 ? "s" : "");
     sk_sender_free(email);
+    sk_faults_free(&faults);
     if (base) event_base_free(base);
     sk_module_free(m);
     free(skb);
@@ -262,6 +287,7 @@ int sk_run_main(int argc, char **argv) {
   wo.backfill = backfill;
   wo.email = email;
   wo.log = stdout;
+  wo.faults = faults_file ? &faults : NULL;
   runctx c = {base, NULL, 0, 0};
   c.w = sk_worker_new(base, skb, skb_len, &wo, err, sizeof err);
   int rc = 0;
@@ -294,6 +320,7 @@ int sk_run_main(int argc, char **argv) {
     event_free(si);
   }
   sk_worker_free(c.w);
+  sk_faults_free(&faults);
   sk_sender_free(email);
   event_base_free(base);
   sk_module_free(m);

@@ -386,6 +386,17 @@ static int get_array(reader *r, const json_t *root, const char *key, json_t **ou
   return SK_SIM_OK;
 }
 
+size_t sk_scenario_nfaults(const sk_scenario *sc) { return sc->nfaults; }
+
+void sk_scenario_fault(const sk_scenario *sc, size_t i, const char **provider, int *status, uint32_t *count,
+                       int64_t *retry_after_ms) {
+  const sc_fault *f = &sc->faults[i];
+  *provider = f->provider;
+  *status = f->status;
+  *count = f->count;
+  *retry_after_ms = f->retry_after_ms;
+}
+
 static int read_faults(reader *r, sk_scenario *sc, const json_t *arr) {
   static const char *const keys[] = {"provider", "status", "error", "count", "retryAfter", NULL};
   static const char *const providers[] = {"resend", "outbox", "webhook", "redis"};

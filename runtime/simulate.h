@@ -37,6 +37,10 @@ typedef struct sk_scenario sk_scenario;
  */
 int sk_scenario_load(const char *path, sk_scenario **out, char *err, size_t errlen);
 void sk_scenario_free(sk_scenario *sc);
+/* The scenario's provider faults, in order (for `skene-vm run --faults`, which plays them on Redis). */
+size_t sk_scenario_nfaults(const sk_scenario *sc);
+void sk_scenario_fault(const sk_scenario *sc, size_t i, const char **provider, int *status, uint32_t *count,
+                       int64_t *retry_after_ms);
 
 /*
  * Runs sc against module m (verified, borrowed) and prints to o->out. Returns SK_SIM_OK, SK_SIM_EINPUT

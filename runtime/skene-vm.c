@@ -23,7 +23,7 @@
 static const char usage[] =
     "usage: skene-vm simulate [--format jsonl|text] [--quiet] FILE.skb SCENARIO.json\n"
     "       skene-vm run [--worker ID] [--time-scale N] [--backfill] [--lease-ms MS]\n"
-    "                    [--claim-idle-ms MS] [--due-interval-ms MS] FILE.skb\n"
+    "                    [--claim-idle-ms MS] [--due-interval-ms MS] [--faults SCENARIO.json] FILE.skb\n"
     "       skene-vm --help | --version\n"
     "\n"
     "Runs the loops of a verified Skene bytecode file (.skb, built by `skenec build`).\n"
@@ -58,6 +58,8 @@ static const char usage[] =
     "                 taken over by another (a dead worker's); default 60000\n"
     "  --due-interval-ms MS  the longest wait between two looks at the shared timer set while idle;\n"
     "                 default 120000\n"
+    "  --faults SCENARIO.json  for tests: the scenario's scripted provider faults (tests/sim/README.md)\n"
+    "                 make the next calls of those providers fail, as simulate plays them\n"
     "  -h, --help     this text\n"
     "  --version      the version of skene-vm and of the bytecode format it reads\n"
     "\n"

@@ -960,6 +960,7 @@ static void op_redis(void *ud, sk_string *const *argv, uint32_t argc, int is_eff
     a->r_ready = 0;
     return;
   }
+  if (w->o.faults && sk_faults_take(w->o.faults, "redis", out)) return;
   const char *av[MAX_QVALS];
   size_t lens[MAX_QVALS];
   uint32_t n = argc < MAX_QVALS ? argc : MAX_QVALS;
@@ -1013,6 +1014,8 @@ static void op_effect(void *ud, const sk_effect_call *call, sk_io *out) {
              call->effect->kind == SK_EFFECT_EMAIL ? "email" : "webhook");
     return;
   }
+  const char *provider = call->effect->kind == SK_EFFECT_EMAIL ? sk_provider_name(call->effect->provider) : "webhook";
+  if (w->o.faults && sk_faults_take(w->o.faults, provider, out)) return;
   areq *q = areq_new(a);
   if (!q) {
     out->transient = 1;

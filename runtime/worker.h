@@ -39,6 +39,7 @@
 #include <stdio.h>
 
 #include "redis.h"
+#include "faults.h"
 #include "sender.h"
 
 struct event_base;
@@ -66,6 +67,8 @@ typedef struct sk_worker_options {
   sk_sender *webhook;                  /* borrowed; required when a loop calls a webhook */
   FILE *log;                           /* JSON lines; NULL: stdout */
   uint64_t seed;                       /* retry jitter; 0: from the clock */
+  sk_faults *faults;                   /* scripted provider faults (tests), consumed as the
+                                          simulator does; borrowed; NULL: none */
 } sk_worker_options;
 
 /* Creates a worker for the verified module image skb (copied). Nothing is sent before

@@ -9,6 +9,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "memstore.h"
+#include "faults.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -235,7 +236,6 @@ typedef struct { uint32_t ncols; char **cols; uint32_t table; smap idx; } index_
 typedef enum { RV_STRING, RV_SET, RV_HASH } rv_type;
 typedef struct { rv_type type; sk_string *s; smap m; } rval;
 
-typedef struct { char provider[16]; int status; uint32_t left; int64_t retry_after_ms; } fault;
 
 #define NAME_CACHE 8
 
@@ -254,7 +254,7 @@ struct sk_memstore {
   /* the row ms_row_field found last: a template reads several fields of one row in a row */
   uint32_t last_table;
   row_ent *last_row;
-  struct { fault *v; size_t n, cap; } faults;
+  sk_faults faults;
   void (*trace_fn)(void *, const sk_trace *);
   void *trace_ud;
   char *email_from;
@@ -353,7 +353,7 @@ void sk_memstore_free(sk_memstore *s) {
   smap_free(&s->redis, free_rval);
   smap_free(&s->idem, (void (*)(void *))sk_str_unref);
   smap_free(&s->names, NULL);
-  free(s->faults.v);
+  sk_faults_free(&s->faults);
   free(s->email_from);
   arena_free(&s->arena);
   free(s);
@@ -699,36 +699,10 @@ static void ms_trace(void *ud, const sk_trace *t) {
 /* ---- faults ---- */
 
 int sk_memstore_add_fault(sk_memstore *s, const char *provider, int status, uint32_t count, int64_t retry_after_ms) {
-  fault *nv = grow(s->faults.v, &s->faults.cap, s->faults.n + 1, sizeof *nv);
-  if (!nv) return -1;
-  s->faults.v = nv;
-  fault *f = &s->faults.v[s->faults.n++];
-  snprintf(f->provider, sizeof f->provider, "%s", provider);
-  f->status = status;
-  f->left = count;
-  f->retry_after_ms = retry_after_ms;
-  return 0;
+  return sk_faults_add(&s->faults, provider, status, count, retry_after_ms);
 }
 
-/* Consumes the next scripted fault of provider into out; returns 1 if there was one. */
-static int take_fault(sk_memstore *s, const char *provider, sk_io *out) {
-  for (size_t i = 0; i < s->faults.n; i++) {
-    fault *f = &s->faults.v[i];
-    if (!f->left || strcmp(f->provider, provider) != 0) continue;
-    f->left--;
-    out->ok = 0;
-    out->retry_after_ms = f->retry_after_ms;
-    if (f->status == 0) {
-      out->transient = 1;
-      snprintf(out->reason, sizeof out->reason, "%s: timed out", provider);
-    } else {
-      out->transient = f->status == 408 || f->status == 429 || f->status >= 500;
-      snprintf(out->reason, sizeof out->reason, "%s: HTTP %d", provider, f->status);
-    }
-    return 1;
-  }
-  return 0;
-}
+static int take_fault(sk_memstore *s, const char *provider, sk_io *out) { return sk_faults_take(&s->faults, provider, out); }
 
 static void ms_effect(void *ud, const sk_effect_call *call, sk_io *out) {
   sk_memstore *s = ud;
