@@ -33,7 +33,7 @@
   X(DLQ,     "dlq",                  "stream", "dead letters: loop, subject, step, reason; re-driven by skene-vm dlq retry") \
   X(BACKFILL, "backfill:{table}",    "string", "set once the rows a table had at the first start are in its indexes") \
   X(WORKERS, "workers",              "zset",   "live workers: member worker id, score last heartbeat (ms); a dead one's work is reclaimed") \
-  X(RATELIMIT, "ratelimit:{provider}", "hash",  "a provider's shared token bucket (tokens, ts, until: ms of the server's TIME), changed only by " \
+  X(RATELIMIT, "ratelimit:{provider}", "hash",  "a provider's shared rate limit: field tat, the next request's slot (GCRA, ms of the server's TIME), changed only by " \
                                                "the script of runtime/ratelimit.c; expires a minute after its last use")
 
 typedef enum {
