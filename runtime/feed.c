@@ -1419,3 +1419,5 @@ size_t sk_feed_outstanding(const sk_feed *f) {
 }
 
 unsigned sk_feed_passes(const sk_feed *f) { return f->passes; }
+
+uint64_t sk_feed_commands_sent(const sk_feed *f) { return f->rconn != NULL ? sk_redis_commands_sent(f->rconn) : 0; }

@@ -40,6 +40,7 @@
 #define SKENE_RUNTIME_FEED_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "keys.h"
 #include "redis.h"
@@ -130,5 +131,9 @@ size_t sk_feed_outstanding(const sk_feed *feed);
 
 /* Scan, keyspace: full passes finished since sk_feed_new (for tests and metrics). */
 unsigned sk_feed_passes(const sk_feed *feed);
+
+/* Commands written on the feed's own connection (blocking reads, subscriptions, AUTH): with
+ * sk_redis_commands_sent of the caller's connection, what the feed costs on the wire. */
+uint64_t sk_feed_commands_sent(const sk_feed *feed);
 
 #endif

@@ -35,7 +35,30 @@ typedef struct runctx {
   sk_worker *w;
   int signals;
   int drained;
+  sk_sender *email;
+  const char *worker_id;
 } runctx;
+
+/* The worker's counters as one log line (at the end, and on SIGUSR1 for benchmarks). */
+static void log_stats(runctx *c, const char *event) {
+  sk_worker_stats s;
+  sk_worker_get_stats(c->w, &s);
+  fprintf(stdout, "{\"level\":\"info\",\"event\":\"%s\",\"worker\":\"%s\",\"events\":%llu,"
+                  "\"started\":%llu,\"claimed\":%llu,\"ended\":%llu,\"parked\":%llu,\"failed\":%llu,"
+                  "\"commands\":%llu,\"wire_commands\":%llu,\"active\":%zu,\"outbox_duplicates\":%zu}\n",
+          event, c->worker_id, (unsigned long long)s.events, (unsigned long long)s.started,
+          (unsigned long long)s.claimed, (unsigned long long)s.ended, (unsigned long long)s.parked,
+          (unsigned long long)s.failed, (unsigned long long)s.commands, (unsigned long long)s.wire,
+          sk_worker_active(c->w),
+          c->email && strcmp(c->email->ops->name, "outbox") == 0 ? sk_outbox_duplicates(c->email) : 0);
+  fflush(stdout);
+}
+
+static void on_usr1(evutil_socket_t sig, short what, void *arg) {
+  (void)sig;
+  (void)what;
+  log_stats(arg, "worker.stats");
+}
 
 static void on_drained(void *ud) {
   runctx *c = ud;
@@ -288,13 +311,17 @@ int sk_run_main(int argc, char **argv) {
   wo.email = email;
   wo.log = stdout;
   wo.faults = faults_file ? &faults : NULL;
-  runctx c = {base, NULL, 0, 0};
+  runctx c = {base, NULL, 0, 0, NULL, NULL};
   c.w = sk_worker_new(base, skb, skb_len, &wo, err, sizeof err);
   int rc = 0;
   if (!c.w || sk_worker_start(c.w, err, sizeof err) != 0) {
     fprintf(stderr, "skene-vm: %s\n", err);
     rc = RUN_EXIT_CONFIG;
   } else {
+    c.email = email;
+    c.worker_id = worker_id;
+    struct event *su = evsignal_new(base, SIGUSR1, on_usr1, &c);
+    evsignal_add(su, NULL);
     struct event *st = evsignal_new(base, SIGTERM, on_signal, &c);
     struct event *si = evsignal_new(base, SIGINT, on_signal, &c);
     evsignal_add(st, NULL);
@@ -306,16 +333,8 @@ int sk_run_main(int argc, char **argv) {
             worker_id, hex, m->nloops, m->ntables, email ? "outbox" : "none", scale, (long)getpid());
     fflush(stdout);
     event_base_dispatch(base);
-    sk_worker_stats s;
-    sk_worker_get_stats(c.w, &s);
-    fprintf(stdout, "{\"level\":\"info\",\"event\":\"worker.stop\",\"worker\":\"%s\",\"events\":%llu,"
-                    "\"started\":%llu,\"claimed\":%llu,\"ended\":%llu,\"parked\":%llu,\"failed\":%llu,"
-                    "\"commands\":%llu,\"outbox_duplicates\":%zu}\n",
-            worker_id, (unsigned long long)s.events, (unsigned long long)s.started,
-            (unsigned long long)s.claimed, (unsigned long long)s.ended, (unsigned long long)s.parked,
-            (unsigned long long)s.failed, (unsigned long long)s.commands,
-            email ? sk_outbox_duplicates(email) : 0);
-    fflush(stdout);
+    log_stats(&c, "worker.stop");
+    event_free(su);
     event_free(st);
     event_free(si);
   }

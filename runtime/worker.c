@@ -204,6 +204,7 @@ struct sk_worker {
   struct event *due_ev, *drain_ev;
   int64_t due_at;           /* wall ms of the next due look (INT64_MAX: none scheduled) */
   int due_inflight, due_again;
+  uint64_t wire_closed;     /* commands sent by feeds closed since (drain) */
   uint32_t gen;
   int started, draining;
   void (*drain_done)(void *);
@@ -1954,6 +1955,7 @@ void sk_worker_drain(sk_worker *w, void (*done)(void *ud), void *ud) {
   w->drain_done = done;
   w->drain_ud = ud;
   for (uint32_t i = 0; i < w->nfeeds; i++) {
+    if (w->feeds[i].feed) w->wire_closed += sk_feed_commands_sent(w->feeds[i].feed);
     sk_feed_free(w->feeds[i].feed);
     w->feeds[i].feed = NULL;
   }
@@ -1964,7 +1966,13 @@ void sk_worker_drain(sk_worker *w, void (*done)(void *ud), void *ud) {
 
 size_t sk_worker_active(const sk_worker *w) { return w->nactive; }
 
-void sk_worker_get_stats(const sk_worker *w, sk_worker_stats *out) { *out = w->stats; }
+void sk_worker_get_stats(const sk_worker *w, sk_worker_stats *out) {
+  *out = w->stats;
+  out->wire = sk_redis_commands_sent(w->r);
+  for (uint32_t i = 0; i < w->nfeeds; i++)
+    if (w->feeds[i].feed) out->wire += sk_feed_commands_sent(w->feeds[i].feed);
+  out->wire += w->wire_closed;
+}
 
 void sk_worker_free(sk_worker *w) {
   if (!w) return;

@@ -88,7 +88,10 @@ void sk_worker_drain(sk_worker *w, void (*done)(void *ud), void *ud);
 size_t sk_worker_active(const sk_worker *w);
 
 typedef struct sk_worker_stats {
-  uint64_t events, started, claimed, ended, parked, failed, commands;
+  uint64_t events, started, claimed, ended, parked, failed;
+  uint64_t commands;   /* commands the worker itself asked for (each store script is one) */
+  uint64_t wire;       /* commands written to Redis on all its connections (feeds' reads and
+                          acknowledgements, retries and AUTH included): what Upstash bills */
 } sk_worker_stats;
 void sk_worker_get_stats(const sk_worker *w, sk_worker_stats *out);
 

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# run.sh [BUILD_DIR] [--write] [--users N] [--waiting N] [--idle-seconds S]: the end-to-end benchmark
+# of `skene-vm run` on a local redis-server (started here on a free loopback port, no persistence,
+# its files in /dev/shm), the outbox provider writing to a tmpfs folder, examples/activation.
+#   1. sign-ups: N users (default 50,000) written the way the Next.js app does (MULTI; HSET; XADD;
+#      EXEC, through redis-cli --pipe) while one worker runs: time until every instance waits.
+#   2. activations: a first project for each of them: activations per second, from the first write to
+#      the last .eml file; Redis commands per activated user, on the wire (the worker's own count of
+#      what it wrote, which is what Upstash bills: a script is one command) and as INFO commandstats
+#      counts them (every command a script runs counts again).
+#   3. idle: nothing happens for S seconds (default 240): commands per idle hour per worker,
+#      extrapolated from the window (the worker's own count and INFO commandstats).
+#   4. memory: sign-ups that never activate (5-minute timeout, real time) pile up to W waiting
+#      instances (default 100,000): the worker's resident memory at 1,000, 10,000 and W waiting.
+# Prints a markdown section; --write replaces the "## End to end (Redis)" section of bench/RESULTS.md.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+if [[ ${1:-} != --inner ]]; then
+  build="" args=()
+  while (($#)); do
+    case $1 in
+      -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+      --write) args+=(--write) ;;
+      --users | --waiting | --idle-seconds) args+=("$1" "${2:?$1 needs a number}"); shift ;;
+      -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+      *) build=$1 ;;
+    esac
+    shift
+  done
+  build=$(cd "${build:-$root/build}" && pwd)
+  command -v redis-cli >/dev/null || { echo "run.sh: redis-cli not found (scripts/deps installs it)" >&2; exit 2; }
+  export TMPDIR=/dev/shm
+  exec bash "$root/tests/redis/with-redis.sh" -- bash "${BASH_SOURCE[0]}" --inner "$build" "${args[@]}"
+fi
+
+# ---- inside with-redis.sh: SKENE_TEST_REDIS_URL and _PORT are set ----
+shift
+build=$1
+shift
+# shellcheck source=../lib.sh
+. "$root/bench/lib.sh"
+write=0 n=50000 waiting=100000 idle=240
+while (($#)); do
+  case $1 in
+    --write) write=1 ;;
+    --users) n=$2; shift ;;
+    --waiting) waiting=$2; shift ;;
+    --idle-seconds) idle=$2; shift ;;
+  esac
+  shift
+done
+skenec=$build/compiler/skenec vm=$build/runtime/skene-vm
+for b in "$skenec" "$vm"; do
+  [[ -x $b ]] || { echo "run.sh: $b not found (cmake --build $build)" >&2; exit 2; }
+done
+port=$SKENE_TEST_REDIS_PORT
+rc() { redis-cli -p "$port" "$@"; }
+work=$(mktemp -d /dev/shm/skene-e2e.XXXXXX)
+wpid=
+cleanup() {
+  [[ -n $wpid ]] && kill -9 "$wpid" 2>/dev/null
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$skenec" build "$root/examples/activation/skene.config.ts" -o "$work/activation.skb"
+
+# RESP for redis-cli --pipe: the users u$from..u$to (MULTI; HSET; XADD; EXEC), or their first projects.
+gen() { # gen users|actions FROM TO
+  awk -v kind="$1" -v from="$2" -v to="$3" 'BEGIN {
+    for (i = from; i <= to; i++) {
+      id = "u" i
+      if (kind == "users") {
+        cmd1("MULTI")
+        cmd("HSET", "users:" id, "name", "User " i, "email", id "@example.com", "activation_link", "https://app.example/a/" id)
+        cmd("XADD", "skene:users", "*", "id", id)
+      } else {
+        cmd1("MULTI")
+        cmd("HSET", "user_actions:a" i, "user_id", id, "action_type", "first_project_created")
+        cmd("XADD", "skene:user_actions", "*", "id", "a" i)
+      }
+      cmd1("EXEC")
+    }
+  }
+  function cmd1(a) { printf "*1\r\n$%d\r\n%s\r\n", length(a), a }
+  function cmd(a, b, c, d, e, f, g, h, k,   n, args, j) {
+    n = split(a "\x1f" b "\x1f" c "\x1f" d "\x1f" e "\x1f" f "\x1f" g "\x1f" h "\x1f" k, args, "\x1f")
+    while (n > 0 && args[n] == "") n--
+    printf "*%d\r\n", n
+    for (j = 1; j <= n; j++) printf "$%d\r\n%s\r\n", length(args[j]), args[j]
+  }'
+}
+
+now_ms() { date +%s%3N; }
+log=$work/worker.log
+start_worker() { # start_worker OUTBOX SCALE
+  REDIS_URL=$SKENE_TEST_REDIS_URL SKENE_EMAIL_FROM='Acme <hello@acme.example>' SKENE_OUTBOX=$1 \
+    "$vm" run --worker bench --time-scale "$2" "$work/activation.skb" >>"$log" 2>"$work/worker.err" &
+  wpid=$!
+  for _ in $(seq 100); do grep -q worker.start "$log" 2>/dev/null && return 0; sleep 0.05; done
+  echo "run.sh: the worker did not start:" >&2
+  cat "$work/worker.err" >&2
+  exit 1
+}
+stop_worker() {
+  kill -TERM "$wpid"
+  wait "$wpid" || { echo "run.sh: the worker exited with $?" >&2; exit 1; }
+  wpid=
+}
+# The worker's counters now: "key value" lines of its last worker.stats line.
+stat() { # stat KEY
+  local before
+  before=$(grep -c '"worker.stats"' "$log" || true)
+  kill -USR1 "$wpid"
+  for _ in $(seq 200); do
+    (($(grep -c '"worker.stats"' "$log" || true) > before)) && break
+    sleep 0.01
+  done
+  grep '"worker.stats"' "$log" | tail -1 | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+}
+wait_for() { # wait_for WHAT SECONDS COMMAND...: polls COMMAND (true when done) every 20 ms
+  local what=$1 secs=$2
+  shift 2
+  local end=$(($(now_ms) + secs * 1000))
+  until "$@"; do
+    (($(now_ms) < end)) || { echo "run.sh: gave up waiting for $what" >&2; exit 1; }
+    sleep 0.02
+  done
+}
+redis_calls() { # every command Redis ran since CONFIG RESETSTAT, script-internal ones included
+  rc INFO commandstats | awk -F'[=,:]' '/^cmdstat_/ && $1 != "cmdstat_info" && $1 != "cmdstat_config" { s += $3 } END { print s + 0 }'
+}
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
+
+# ---- 1 and 2: sign-ups, then activations ----
+outbox=$work/outbox
+gen users 1 "$n" >"$work/users.resp"
+gen actions 1 "$n" >"$work/actions.resp"
+start_worker "$outbox" 1
+t0=$(now_ms)
+redis-cli -p "$port" --pipe <"$work/users.resp" >/dev/null
+parked_all() { (($(stat parked) >= n)); }
+wait_for "$n sign-ups to wait" 600 parked_all
+t1=$(now_ms)
+signup_rate=$((n * 1000 / (t1 - t0 > 0 ? t1 - t0 : 1)))
+echo "run.sh: $n sign-ups waiting after $((t1 - t0)) ms" >&2
+
+rc CONFIG RESETSTAT >/dev/null
+wire0=$(stat wire_commands)
+t0=$(now_ms)
+redis-cli -p "$port" --pipe <"$work/actions.resp" >/dev/null
+all_sent() { local c; c=$(find "$outbox" -maxdepth 1 -name '*.eml' | wc -l); ((c >= n)); }
+wait_for "$n emails" 600 all_sent
+t1=$(now_ms)
+ended_all() { (($(stat ended) >= n)); }
+wait_for "$n instances to end" 60 ended_all
+wire1=$(stat wire_commands)
+calls=$(redis_calls)
+act_ms=$((t1 - t0))
+act_rate=$((n * 1000 / (act_ms > 0 ? act_ms : 1)))
+wire_per=$(awk -v a="$wire0" -v b="$wire1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / n }')
+calls_per=$(awk -v c="$calls" -v n="$n" 'BEGIN { printf "%.2f", c / n }')
+emails=$(find "$outbox" -maxdepth 1 -name '*.eml' | wc -l)
+echo "run.sh: $n activations in $act_ms ms; $wire_per wire commands each; idle window of ${idle} s next" >&2
+cpu_ticks=$(awk '{ print $14 + $15 }' "/proc/$wpid/stat")
+
+# ---- 3: idle ----
+rc CONFIG RESETSTAT >/dev/null
+wire0=$(stat wire_commands)
+sleep "$idle"
+wire1=$(stat wire_commands)
+idle_calls=$(redis_calls)
+idle_wire_h=$(awk -v a="$wire0" -v b="$wire1" -v s="$idle" 'BEGIN { printf "%.0f", (b - a) * 3600 / s }')
+idle_calls_h=$(awk -v c="$idle_calls" -v s="$idle" 'BEGIN { printf "%.0f", c * 3600 / s }')
+stop_worker
+
+# ---- 4: memory with waiting instances ----
+gen users $((n + 1)) $((n + waiting)) >"$work/waiting.resp"
+start_worker "$work/outbox2" 1
+base_parked=$(stat parked)
+rss_at=()
+marks=($((waiting / 100)) $((waiting / 10)) "$waiting")
+sent=0
+for mark in "${marks[@]}"; do
+  awk -v from=$((sent + 1)) -v to="$mark" -v base="$n" 'BEGIN { RS = "\r\n"; ORS = "\r\n" }
+    /^\*1$/ { m++ } { u = int((m + 1) / 2); if (u >= from && u <= to) print }' "$work/waiting.resp" |
+    redis-cli -p "$port" --pipe >/dev/null
+  sent=$mark
+  parked_to() { (($(stat parked) - base_parked >= mark)); }
+  wait_for "$mark waiting instances" 600 parked_to
+  rss_at+=("$(rss_kb "$wpid")")
+done
+peak=$(hwm_kb "$wpid")
+redis_mem=$(rc INFO memory | awk -F: '/^used_memory:/ { printf "%.0f", $2 / 1048576 }')
+stop_worker
+
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+section="## End to end (Redis)
+
+\`bench/e2e/run.sh${write:+ --write} --users $n --waiting $waiting --idle-seconds $idle\`: \`skene-vm run\`
+(one worker, examples/activation, outbox on tmpfs) against a local redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2)
+on the same 2-core machine (no persistence; data in /dev/shm). Users and first projects are written
+the way the Next.js app does (MULTI; HSET; XADD; EXEC) through \`redis-cli --pipe\`.
+
+| figure | value | target |
+|---|---|---|
+| sign-ups until every instance waits | $signup_rate per second ($n users) | |
+| activations per second (first write to last .eml) | **$act_rate** ($n in $act_ms ms, $emails emails) | ≥ 20,000 |
+| Redis commands per activated user, on the wire (billed) | **$wire_per** | ≤ 8 |
+| the same counted by INFO commandstats (script-internal commands too) | $calls_per | |
+| worker CPU for sign-ups and activations | $((cpu_ticks * 10)) ms ($(awk -v t="$cpu_ticks" -v n="$n" 'BEGIN { printf "%.1f", t * 10000 / n }') µs per user) | |
+| commands per idle hour per worker, on the wire | **$idle_wire_h** (measured over ${idle} s) | ≤ 200 |
+| the same by INFO commandstats | $idle_calls_h | |
+| worker RSS with ${marks[0]} / ${marks[1]} / ${marks[2]} instances waiting | $(mb "${rss_at[0]}") / $(mb "${rss_at[1]}") / $(mb "${rss_at[2]}") MiB (peak $(mb "$peak") MiB) | flat |
+| Redis used_memory with $waiting waiting (and the $n done) | $redis_mem MiB | |
+
+Wire commands per activated user: the sign-up (begin, and check_or_park recording the wait: 2
+scripts) and the activation (the action row, index_add, claim, check, the user row for the email,
+finish: 6), plus the feeds' reads and acknowledgements amortised over batches of 100."
+echo "$section"
+if ((write)); then bench_write_section "$root" "$build" "End to end (Redis)" "$section"; fi
