@@ -99,7 +99,7 @@ char *sk_key_format(const char *prefix, sk_key_kind kind, const char *const *par
 /* ---- the scripts ---- */
 
 enum script_id { SC_START, SC_SUSPEND, SC_END, SC_CHECK, SC_INDEX_ADD, SC_RELEASE, SC_BEGIN, SC_CLAIM,
-                 SC_PARK, SC_FINISH, SC_PEEK, SC_DUE_NEXT, SC_COUNT };
+                 SC_PARK, SC_FINISH, SC_PEEK, SC_DUE_NEXT, SC_CLAIM_CHECK, SC_BEGIN_CHECK, SC_COUNT };
 
 /* KEYS and ARGV of each are documented above its text. Short: Upstash runs a script under a lock. */
 static const char *const scripts[SC_COUNT] = {
@@ -166,6 +166,28 @@ static const char *const scripts[SC_COUNT] = {
     "local d=redis.call('ZRANGEBYSCORE',KEYS[1],'-inf',ARGV[1],'LIMIT',0,tonumber(ARGV[2])) "
     "local n=redis.call('ZRANGEBYSCORE',KEYS[1],'('..ARGV[1],'+inf','WITHSCORES','LIMIT',0,1) "
     "table.insert(d,1,n[2] or '') return d",
+    /* claim_check. KEYS lease, inst, timers, idx; ARGV worker, ttl, wake_at. As claim, and when
+       taken {1, snapshot, ZCARD idx[, first row]} */
+    "if not redis.call('SET',KEYS[1],ARGV[1],'NX','PX',ARGV[2]) then return {0} end "
+    "local s=redis.call('GET',KEYS[2]) "
+    "if not s then redis.call('DEL',KEYS[1]) redis.call('ZREM',KEYS[3],KEYS[2]) return {2} end "
+    "redis.call('ZADD',KEYS[3],ARGV[3],KEYS[2]) "
+    "local f=redis.call('ZRANGE',KEYS[4],0,0) "
+    "return {1,s,redis.call('ZCARD',KEYS[4]),f[1]}",
+    /* begin_check. KEYS started, inst, timers, lease, idx, wait; ARGV subject, snapshot, min_rows,
+       limit, worker, ttl, lease_end, deadline ('' none). {0} started before; {1, held, count[,
+       first]}: started, and either held (leased to worker, timer at lease_end) or waiting (in the
+       wait set, timer at the deadline) */
+    "if redis.call('SADD',KEYS[1],ARGV[1])==0 then return {0} end "
+    "redis.call('SET',KEYS[2],ARGV[2]) "
+    "local n=redis.call('ZCARD',KEYS[5]) local l=tonumber(ARGV[4]) "
+    "if l>0 and n>l then n=l end "
+    "if n>=tonumber(ARGV[3]) then redis.call('SET',KEYS[4],ARGV[5],'PX',ARGV[6]) "
+    "redis.call('ZADD',KEYS[3],ARGV[7],KEYS[2]) "
+    "local f=redis.call('ZRANGE',KEYS[5],0,0) return {1,1,n,f[1]} end "
+    "redis.call('SADD',KEYS[6],KEYS[2]) "
+    "if ARGV[8]=='' then redis.call('ZREM',KEYS[3],KEYS[2]) "
+    "else redis.call('ZADD',KEYS[3],ARGV[8],KEYS[2]) end return {1,0,n}",
 };
 
 /* ---- the store ---- */
@@ -291,11 +313,11 @@ int sk_store_inst_parse(const sk_store *s, const char *key, size_t len, const ch
 /* ---- operations ---- */
 
 enum op_kind { OP_START, OP_SUSPEND, OP_END, OP_CHECK, OP_INDEX_ADD, OP_LOAD, OP_DUE, OP_LEASE,
-               OP_RELEASE, OP_BEGIN, OP_CLAIM, OP_PARK, OP_FINISH, OP_PEEK, OP_DUE_NEXT };
+               OP_RELEASE, OP_BEGIN, OP_CLAIM, OP_PARK, OP_FINISH, OP_PEEK, OP_DUE_NEXT, OP_CLAIM_CHECK, OP_BEGIN_CHECK };
 
 static const char *const op_names[] = {"start", "suspend", "end", "check_or_wait", "index_add",
                                        "load", "due", "lease", "release", "begin", "claim",
-                                       "park", "finish", "peek", "due"};
+                                       "park", "finish", "peek", "due", "claim", "begin"};
 
 #define MAX_ARGS 16
 
@@ -480,17 +502,43 @@ static int read_reply(const op *o, const redisReply *x, sk_store_result *out, co
     out->n = x->element[0]->len > 0 ? strtoll(x->element[0]->str, NULL, 10) : -1;
     return read_strings(x->element + 1, x->elements - 1, out, ps, pl);
   case OP_CLAIM:
-    if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 || x->elements > 2 ||
+  case OP_CLAIM_CHECK:
+    if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 || x->elements > 4 ||
         x->element[0]->type != REDIS_REPLY_INTEGER)
       return -1;
     out->n = x->element[0]->integer;
-    if (x->elements == 2) {
+    if (x->elements >= 2) {
       if (!is_str(x->element[1]))
         return -1;
       out->str = x->element[1]->str;
       out->len = x->element[1]->len;
     }
+    if (x->elements >= 3) {
+      if (x->element[2]->type != REDIS_REPLY_INTEGER)
+        return -1;
+      out->rows = x->element[2]->integer;
+    }
+    if (x->elements == 4 && read_strings(x->element + 3, 1, out, ps, pl) != 0)
+      return -1;
     return out->n == 1 && out->str == NULL ? -1 : 0;
+  case OP_BEGIN_CHECK:
+    if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 || x->element[0]->type != REDIS_REPLY_INTEGER)
+      return -1;
+    out->n = x->element[0]->integer;
+    if (out->n == 0)
+      return x->elements == 1 ? 0 : -1;
+    if (x->elements < 3 || x->elements > 4 || x->element[1]->type != REDIS_REPLY_INTEGER ||
+        x->element[2]->type != REDIS_REPLY_INTEGER)
+      return -1;
+    out->held = x->element[1]->integer == 1;
+    out->rows = x->element[2]->integer;
+    if (x->elements == 4) {
+      if (!is_str(x->element[3]))
+        return -1;
+      out->str = x->element[3]->str;
+      out->len = x->element[3]->len;
+    }
+    return 0;
   case OP_CHECK:
   case OP_PEEK:
     if (x->type != REDIS_REPLY_ARRAY || x->elements < 2 || x->elements > 3 ||
@@ -843,17 +891,43 @@ int sk_store_claim(sk_store *s, const char *loop, const char *subject, size_t su
   return send_op(s, OP_CLAIM, SC_CLAIM, 3, &a, cb, privdata);
 }
 
+int sk_store_claim_check(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                         const char *worker, int64_t lease_ms, int64_t wake_at_ms,
+                         const char *idx_key, size_t idx_len, sk_store_callback cb,
+                         void *privdata) {
+  args a = {0};
+  size_t n = 0;
+  char wake[24], ttl[24];
+  if (check_inst(s, OP_CLAIM_CHECK, loop, subject, subject_len) != 0 ||
+      check_worker(s, OP_CLAIM_CHECK, worker) != 0)
+    return -1;
+  fmt_i64(wake, sizeof wake, wake_at_ms);
+  fmt_i64(ttl, sizeof ttl, lease_ms < 1 ? 1 : lease_ms);
+  arg_lease(s, &a, loop, subject, subject_len);
+  arg_inst(s, &a, loop, subject, subject_len);
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  arg(&a, idx_key, idx_len);
+  arg_str(&a, worker);
+  arg_str(&a, ttl);
+  arg_str(&a, wake);
+  return send_op(s, OP_CLAIM_CHECK, SC_CLAIM_CHECK, 4, &a, cb, privdata);
+}
+
 int sk_store_park(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                   const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
-                  const char *wait_key, size_t wait_key_len, const char *leave_key,
-                  size_t leave_key_len, const char *worker, sk_store_callback cb,
-                  void *privdata) {
+                  const char *wait_key, size_t wait_key_len, const char *const *leave_keys,
+                  const size_t *leave_lens, size_t nleave, const char *worker,
+                  sk_store_callback cb, void *privdata) {
   args a = {0};
   size_t n = 0;
   char wake[24] = "";
   if (check_inst(s, OP_PARK, loop, subject, subject_len) != 0 ||
       check_worker(s, OP_PARK, worker) != 0)
     return -1;
+  if (nleave > 4) {
+    snprintf(s->err, sizeof s->err, "park: at most 4 wait sets to leave");
+    return -1;
+  }
   if (wake_at_ms != SK_STORE_NO_WAKE)
     fmt_i64(wake, sizeof wake, wake_at_ms);
   arg_inst(s, &a, loop, subject, subject_len);
@@ -864,8 +938,8 @@ int sk_store_park(sk_store *s, const char *loop, const char *subject, size_t sub
     arg(&a, wait_key, wait_key_len);
     nkeys++;
   }
-  if (leave_key != NULL) {
-    arg(&a, leave_key, leave_key_len);
+  for (size_t i = 0; i < nleave; i++) {
+    arg(&a, leave_keys[i], leave_lens[i]);
     nkeys++;
   }
   arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
@@ -907,4 +981,39 @@ int sk_store_peek(sk_store *s, const sk_store_index *ix, uint32_t min_rows, uint
   arg_str(&a, smin);
   arg_str(&a, slimit);
   return send_op(s, OP_PEEK, SC_PEEK, 1, &a, cb, privdata);
+}
+
+int sk_store_begin_check(sk_store *s, const sk_store_index *ix, const char *loop,
+                         const char *subject, size_t subject_len, const void *snapshot,
+                         size_t snapshot_len, uint32_t min_rows, uint32_t limit,
+                         const char *worker, int64_t lease_ms, int64_t lease_end_ms,
+                         int64_t deadline_ms, sk_store_callback cb, void *privdata) {
+  args a = {0};
+  size_t n = 0;
+  char smin[16], slimit[16], ttl[24], lend[24], dl[24] = "";
+  if (check_inst(s, OP_BEGIN_CHECK, loop, subject, subject_len) != 0 ||
+      check_worker(s, OP_BEGIN_CHECK, worker) != 0)
+    return -1;
+  snprintf(smin, sizeof smin, "%u", (unsigned)min_rows);
+  snprintf(slimit, sizeof slimit, "%u", (unsigned)limit);
+  fmt_i64(ttl, sizeof ttl, lease_ms < 1 ? 1 : lease_ms);
+  fmt_i64(lend, sizeof lend, lease_end_ms);
+  if (deadline_ms != SK_STORE_NO_WAKE)
+    fmt_i64(dl, sizeof dl, deadline_ms);
+  const char *loop_part[1] = {loop};
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_STARTED, loop_part, NULL, 1, &n), &n);
+  arg_inst(s, &a, loop, subject, subject_len);
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  arg_lease(s, &a, loop, subject, subject_len);
+  arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_INDEX, &n), &n);
+  arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_WAIT, &n), &n);
+  arg(&a, subject != NULL ? subject : "", subject_len);
+  arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
+  arg_str(&a, smin);
+  arg_str(&a, slimit);
+  arg_str(&a, worker);
+  arg_str(&a, ttl);
+  arg_str(&a, lend);
+  arg_str(&a, dl);
+  return send_op(s, OP_BEGIN_CHECK, SC_BEGIN_CHECK, 6, &a, cb, privdata);
 }

@@ -102,6 +102,7 @@ typedef struct sk_store_result {
   size_t count;           /* due, index_add: the instance keys in strs / lens */
   const char *const *strs;
   const size_t *lens;
+  long long rows;         /* claim_check: the index's ZCARD */
 } sk_store_result;
 
 /* Called exactly once per accepted operation, from the event loop (never from inside the call that
@@ -187,6 +188,18 @@ int sk_store_begin(sk_store *s, const char *loop, const char *subject, size_t su
                    const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
                    const char *worker, int64_t lease_ms, sk_store_callback cb, void *privdata);
 
+/* sk_store_begin and the instance's first condition in one script, for an instance whose first
+ * suspension is an AWAIT on index ix (snapshot: the instance standing at that AWAIT): started once
+ * ever, then, as check_or_park does, held (the lease is worker's and the timer at lease_end_ms) or
+ * waiting (in the wait set, the timer at deadline_ms, no lease). n: 1 started now, 0 started
+ * before (nothing written); held, rows (the count capped at limit), str: the first row id.
+ * Wire 1; inside: SADD [+ SET + ZCARD + SET + ZADD + ZRANGE, or + SADD + ZADD]. */
+int sk_store_begin_check(sk_store *s, const sk_store_index *ix, const char *loop,
+                         const char *subject, size_t subject_len, const void *snapshot,
+                         size_t snapshot_len, uint32_t min_rows, uint32_t limit,
+                         const char *worker, int64_t lease_ms, int64_t lease_end_ms,
+                         int64_t deadline_ms, sk_store_callback cb, void *privdata);
+
 /* Takes an existing instance to run it: the lease (NX), then the snapshot, and the timer moved to
  * wake_at_ms. n: 1 taken (str/len: the snapshot), 0 leased by another worker (or by this one:
  * leases do not nest), 2 no such instance (it ended; a stray timer is removed). Wire 1; inside:
@@ -195,15 +208,25 @@ int sk_store_claim(sk_store *s, const char *loop, const char *subject, size_t su
                    const char *worker, int64_t lease_ms, int64_t wake_at_ms,
                    sk_store_callback cb, void *privdata);
 
+/* sk_store_claim for an instance woken from the wait set of index idx_key (the key
+ * sk_store_index_key(SK_KEY_INDEX) gives), which also counts that index in the same script: the
+ * woken AWAIT then needs no check of its own. rows: ZCARD; strs[0] (count 1): the first row id.
+ * The instance stays in the wait set (park or finish takes it out once it moved on). Wire 1;
+ * inside: SET [+ GET + ZADD + ZRANGE + ZCARD]. */
+int sk_store_claim_check(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                         const char *worker, int64_t lease_ms, int64_t wake_at_ms,
+                         const char *idx_key, size_t idx_len, sk_store_callback cb,
+                         void *privdata);
+
 /* Records a suspension and gives the lease back: SET the snapshot, ZADD the timer (ZREM when
- * SK_STORE_NO_WAKE), SREM from leave_key (a wait set the instance was woken from, NULL: none), SADD
- * to wait_key (NULL: none), DEL the lease if worker holds it. Wire 1; inside: SET, ZADD or ZREM,
- * [SREM,] [SADD,] GET [+ DEL]. */
+ * SK_STORE_NO_WAKE), SREM from the nleave (at most 4) leave_keys (wait sets the instance was woken
+ * from and left behind), SADD to wait_key (NULL: none), DEL the lease if worker holds it. Wire 1;
+ * inside: SET, ZADD or ZREM, [SREM...,] [SADD,] GET [+ DEL]. */
 int sk_store_park(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                   const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
-                  const char *wait_key, size_t wait_key_len, const char *leave_key,
-                  size_t leave_key_len, const char *worker, sk_store_callback cb,
-                  void *privdata);
+                  const char *wait_key, size_t wait_key_len, const char *const *leave_keys,
+                  const size_t *leave_lens, size_t nleave, const char *worker,
+                  sk_store_callback cb, void *privdata);
 
 /* Ends the instance and gives the lease back: DEL the snapshot, ZREM the timer, SREM from each of
  * the nleave (at most 4) wait sets, DEL the lease if worker holds it. Wire 1. */
