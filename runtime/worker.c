@@ -135,7 +135,7 @@ typedef struct row {
   sk_string **k, **v;
 } row;
 
-enum pend { P_NONE = 0, P_ROW, P_QUERY, P_REDIS, P_EFFECT };
+enum pend { P_NONE = 0, P_ROW, P_QUERY, P_REDIS, P_EFFECT, P_UNBORN };
 
 typedef struct act {
   struct sk_worker *w;
@@ -152,6 +152,9 @@ typedef struct act {
   struct act *hnext;
   int pend;
   int recheck;              /* woken while in memory: look again before leaving */
+  int unborn;               /* a new instance run in memory up to its first wait, not yet in
+                               Redis: it may read, never act (see begin) */
+  evt *born_ev;             /* the event that starts it, while unborn */
   int q_ready, q_parked;
   uint32_t q_count;
   sk_string *q_first;
@@ -167,6 +170,13 @@ typedef struct act {
   char *leave_key;          /* the event wait set it was woken from */
   size_t leave_len;
   evt *ev;                  /* the event that woke it from a WAITEV: released once durable */
+  /* woken from an index's wait set: the index counted by the claim (claim_check), the answer
+     to the AWAIT it stands at when that AWAIT's wait key is pre_key */
+  char *pre_key;
+  size_t pre_len;
+  int pre_ready;
+  long long pre_rows;
+  sk_string *pre_first;
   /* an event wake being claimed */
   uint32_t ev_table, ev_kind;
   sk_string *ev_row;
@@ -217,7 +227,7 @@ struct sk_worker {
 static void run(act *a);
 static void handle(act *a, sk_exec_status st, sk_exec_result *r);
 static void claim(sk_worker *w, const char *ikey, size_t ikey_len, evt *ev, uint32_t ev_table,
-                  uint32_t ev_kind, const sk_string *ev_row);
+                  uint32_t ev_kind, const sk_string *ev_row, const char *idx_key, size_t idx_len);
 static void schedule_due(sk_worker *w, int64_t at_wall);
 static void check_drained(sk_worker *w);
 
@@ -283,6 +293,7 @@ static const char *outcome_name(uint32_t o) {
 
 static void op_trace(void *ud, const sk_trace *t) {
   sk_worker *w = ud;
+  if (w->running && w->running->unborn) return; /* it may never be born: its life is traced then */
   sbuf b = {0};
   log_begin(w, &b, t->kind == SK_TR_ACTION_FAILED ? "error" : "info", sk_trace_name(t->kind));
   sb_key(&b, "loop");
@@ -512,8 +523,10 @@ static void act_drop(act *a) {
   free(a->loop_buf);
   free(a->wait_key);
   free(a->leave_key);
+  free(a->pre_key);
+  sk_str_unref(a->pre_first);
   free(a);
-  if (recheck && !w->draining) claim(w, ikey, ikey_len, NULL, 0, 0, NULL);
+  if (recheck && !w->draining) claim(w, ikey, ikey_len, NULL, 0, 0, NULL, NULL, 0);
   free(ikey);
   check_drained(w);
 }
@@ -564,10 +577,22 @@ static void park(act *a, int64_t wake_at, const char *wait_key, size_t wait_len)
     act_drop(a);
     return;
   }
-  const char *ln = sk_str(a->ver->m, a->ver->m->loops[a->inst->loop].name_str);
+  const sk_module *m = a->ver->m;
+  const char *ln = sk_str(m, m->loops[a->inst->loop].name_str);
+  const char *leave[2];
+  size_t leave_lens[2], nleave = 0;
+  if (a->leave_key) {
+    leave[nleave] = a->leave_key;
+    leave_lens[nleave++] = a->leave_len;
+  }
+  /* an index wait set it was woken from, unless it still waits there (at an AWAIT) */
+  if (a->wait_key && SK_GET_OP(m->code[m->loops[a->inst->loop].code_first + a->inst->pc].insn) != SK_OP_AWAIT) {
+    leave[nleave] = a->wait_key;
+    leave_lens[nleave++] = a->wait_len;
+  }
   w->stats.commands++;
   if (sk_store_park(w->store, ln, a->subject->data, a->subject->len, snap, snap_len, wake_at,
-                    wait_key, wait_len, a->leave_key, a->leave_len, w->worker_id, on_parked,
+                    wait_key, wait_len, leave, leave_lens, nleave, w->worker_id, on_parked,
                     q) != 0) {
     free(q);
     act_drop(a);
@@ -674,6 +699,29 @@ static void on_checked(const sk_store_result *res, void *privdata) {
   run(a);
 }
 
+/* An index of module m: shape with values (the shape's columns, split into colbuf). 0, or -1 when
+   the values do not match the shape. */
+typedef struct qix {
+  char colbuf[1024];
+  const char *cols[MAX_QVALS], *vals[MAX_QVALS];
+  size_t vlens[MAX_QVALS];
+  sk_store_index ix;
+} qix;
+
+static int make_qix(const sk_module *m, uint32_t shape, sk_string *const *values, uint32_t n, qix *q) {
+  const sk_shape_rec *sh = &m->shapes[shape];
+  size_t ncols = 0;
+  snprintf(q->colbuf, sizeof q->colbuf, "%s", sk_str(m, sh->cols_str));
+  for (char *s = q->colbuf, *tok; ncols < MAX_QVALS && (tok = strsep(&s, ",")) != NULL;) q->cols[ncols++] = tok;
+  if (ncols != n) return -1;
+  for (size_t i = 0; i < ncols; i++) {
+    q->vals[i] = values[i]->data;
+    q->vlens[i] = values[i]->len;
+  }
+  q->ix = (sk_store_index){sk_str(m, m->tables[sh->table].name_str), q->cols, q->vals, q->vlens, ncols};
+  return 0;
+}
+
 /* The instance stopped at a CHECK or an AWAIT whose index count the VM asked for: count it, and for
  * an AWAIT whose deadline is ahead, wait in the same script (no lost wake-up). */
 static void issue_check(act *a) {
@@ -682,23 +730,12 @@ static void issue_check(act *a) {
   const sk_loop_rec *lp = &m->loops[a->inst->loop];
   uint32_t insn = m->code[lp->code_first + a->inst->pc].insn;
   const sk_cond_rec *cr = &m->conds[lp->cond_first + SK_GETARG_Bx(insn)];
-  const sk_shape_rec *sh = &m->shapes[cr->shape];
-  /* the shape's columns, split (the current version precomputed them; another parses here) */
-  char colbuf[1024];
-  snprintf(colbuf, sizeof colbuf, "%s", sk_str(m, sh->cols_str));
-  const char *cols[MAX_QVALS], *vals[MAX_QVALS];
-  size_t vlens[MAX_QVALS];
-  size_t ncols = 0;
-  for (char *s = colbuf, *tok; ncols < MAX_QVALS && (tok = strsep(&s, ",")) != NULL;) cols[ncols++] = tok;
-  if (ncols != a->q_n) {
+  qix qx;
+  if (make_qix(m, cr->shape, a->q_vals, a->q_n, &qx) != 0) {
     fail(a, "internal: a condition's values do not match its index");
     return;
   }
-  for (size_t i = 0; i < ncols; i++) {
-    vals[i] = a->q_vals[i]->data;
-    vlens[i] = a->q_vals[i]->len;
-  }
-  sk_store_index ix = {sk_str(m, m->tables[sh->table].name_str), cols, vals, vlens, ncols};
+  sk_store_index ix = qx.ix;
   areq *q = areq_new(a);
   if (!q) {
     act_drop(a);
@@ -877,6 +914,27 @@ static uint32_t op_query(void *ud, uint32_t shape, sk_string *const *values, uin
     q_clear(a);
     return c;
   }
+  if (a->pre_ready) { /* the claim counted the index this instance was woken from */
+    qix qx;
+    size_t klen = 0;
+    char *key = make_qix(a->ver->m, shape, values, n, &qx) == 0
+                    ? sk_store_index_key(w->store, &qx.ix, SK_KEY_WAIT, &klen)
+                    : NULL;
+    a->pre_ready = 0;
+    if (key && klen == a->pre_len && memcmp(key, a->pre_key, klen) == 0) {
+      free(key);
+      free(a->wait_key); /* it stays in this wait set until it moves on (park or finish) */
+      a->wait_key = a->pre_key;
+      a->wait_len = a->pre_len;
+      a->pre_key = NULL;
+      *first = a->pre_first;
+      a->pre_first = NULL;
+      long long c = a->pre_rows;
+      if (limit > 0 && c > limit) c = limit;
+      return (uint32_t)c;
+    }
+    free(key);
+  }
   q_clear(a);
   a->q_shape = shape;
   a->q_limit = limit;
@@ -955,6 +1013,11 @@ static void op_redis(void *ud, sk_string *const *argv, uint32_t argc, int is_eff
     snprintf(out->reason, sizeof out->reason, "redis: no instance");
     return;
   }
+  if (a->unborn) {
+    a->pend = P_UNBORN;
+    out->pending = 1;
+    return;
+  }
   if (!is_effect && a->r_ready) {
     *out = a->r_io;
     memset(&a->r_io, 0, sizeof a->r_io);
@@ -1015,6 +1078,11 @@ static void op_effect(void *ud, const sk_effect_call *call, sk_io *out) {
              call->effect->kind == SK_EFFECT_EMAIL ? "email" : "webhook");
     return;
   }
+  if (a && a->unborn) { /* not durable yet: it must not act; begin() starts it the plain way */
+    a->pend = P_UNBORN;
+    out->pending = 1;
+    return;
+  }
   const char *provider = call->effect->kind == SK_EFFECT_EMAIL ? sk_provider_name(call->effect->provider) : "webhook";
   if (w->o.faults && sk_faults_take(w->o.faults, provider, out)) return;
   areq *q = areq_new(a);
@@ -1034,9 +1102,15 @@ static void op_effect(void *ud, const sk_effect_call *call, sk_io *out) {
 /* ---- running ---- */
 
 /* Acts on what sk_exec (or a completed effect) said about a. */
+static void unborn_stop(act *a, sk_exec_status st);
+
 static void handle(act *a, sk_exec_status st, sk_exec_result *r) {
   sk_worker *w = a->w;
   const sk_loop_rec *l = &a->ver->m->loops[a->inst->loop];
+  if (a->unborn) {
+    unborn_stop(a, st);
+    return;
+  }
   switch (st) {
   case SK_EXEC_END:
     finish(a, r->outcome, NULL);
@@ -1167,7 +1241,7 @@ static void on_begun(const sk_store_result *res, void *privdata) {
   evt_release(e);
 }
 
-static void begin(sk_worker *w, evt *e, uint32_t li) {
+static void begin_plain(sk_worker *w, evt *e, uint32_t li) {
   const sk_loop_rec *l = &w->m->loops[li];
   sk_inst *in = calloc(1, sizeof *in + l->nregs * sizeof(sk_val));
   breq *b = malloc(sizeof *b);
@@ -1198,6 +1272,130 @@ oom:
   sk_snapshot_free(in);
   free(b);
   free(snap);
+}
+
+/* ---- new instances, the short way ----
+ * A loop whose code starts with its first condition (DEADLINE, then AWAIT on an index) is run in
+ * memory before it exists in Redis, "unborn", up to that AWAIT (reading rows is allowed, acting is
+ * not), and then started, recorded at the AWAIT and checked in one script (sk_store_begin_check):
+ * one command instead of two for every sign-up. Anything else on the way (an effect, a Redis
+ * command, a sleep, an end) abandons the unborn run, which had no effect and traced nothing, and
+ * starts the instance the plain way (begin_plain). */
+
+static int starts_with_await(const sk_module *m, uint32_t li) {
+  const sk_loop_rec *l = &m->loops[li];
+  uint32_t pc = 0;
+  while (pc < l->code_count && SK_GET_OP(m->code[l->code_first + pc].insn) == SK_OP_DEADLINE) pc++;
+  if (pc >= l->code_count) return 0;
+  uint32_t insn = m->code[l->code_first + pc].insn;
+  return SK_GET_OP(insn) == SK_OP_AWAIT && m->conds[l->cond_first + SK_GETARG_Bx(insn)].kind == SK_COND_QUERY;
+}
+
+static void on_begin_checked(const sk_store_result *res, void *privdata) {
+  areq *q = privdata;
+  act *a = areq_act(q);
+  free(q);
+  if (!a) return;
+  sk_worker *w = a->w;
+  evt *e = a->born_ev;
+  a->born_ev = NULL;
+  a->pend = P_NONE;
+  if (!res->ok || res->n != 1) {
+    if (!res->ok) {
+      log_msg(w, "error", "store.error", "%s", res->errstr);
+      e->failed = 1;
+    }
+    a->unborn = 0;
+    evt_release(e);
+    act_drop(a);
+    return;
+  }
+  a->unborn = 0;
+  w->stats.started++;
+  trace_inst(a, SK_TR_INSTANCE_START, 0, NULL, 0, 0);
+  a->q_ready = 1;
+  a->q_count = (uint32_t)res->rows;
+  a->q_first = res->str ? sk_str_new(res->str, res->len) : NULL;
+  a->q_parked = !res->held;
+  evt_release(e);
+  run(a);
+}
+
+/* Where an unborn run stopped: a row to read (go on), its AWAIT (begin_check), or anything else
+   (start it the plain way). */
+static void unborn_stop(act *a, sk_exec_status st) {
+  sk_worker *w = a->w;
+  const sk_module *m = a->ver->m;
+  const sk_loop_rec *lp = &m->loops[a->inst->loop];
+  uint32_t insn = m->code[lp->code_first + a->inst->pc].insn;
+  if (st == SK_EXEC_IO && a->pend == P_ROW) return;
+  if (st == SK_EXEC_IO && a->pend == P_QUERY && SK_GET_OP(insn) == SK_OP_AWAIT) {
+    const sk_val *d = &a->inst->regs[SK_GETARG_A(insn)];
+    int64_t now = vnow(w), deadline = d->tag == SK_VAL_INT ? d->u.i : SK_TIME_NONE;
+    const sk_cond_rec *cr = &m->conds[lp->cond_first + SK_GETARG_Bx(insn)];
+    qix qx;
+    uint8_t *snap = NULL;
+    size_t snap_len = 0;
+    areq *q = NULL;
+    if (now < deadline && make_qix(m, cr->shape, a->q_vals, a->q_n, &qx) == 0 && (q = areq_new(a)) != NULL) {
+      uint8_t flags = a->inst->flags;
+      a->inst->flags |= SK_INST_F_WAIT_ANNOUNCED;
+      int enc = sk_snapshot_encode(m, a->inst, &snap, &snap_len);
+      a->inst->flags = flags;
+      free(a->wait_key);
+      a->wait_key = sk_store_index_key(w->store, &qx.ix, SK_KEY_WAIT, &a->wait_len);
+      w->stats.commands++;
+      if (enc == 0 && sk_store_begin_check(w->store, &qx.ix, sk_str(m, lp->name_str), a->subject->data,
+                                           a->subject->len, snap, snap_len, cr->min_rows, a->q_limit,
+                                           w->worker_id, w->o.lease_ms, lease_end_v(w), deadline,
+                                           on_begin_checked, q) == 0) {
+        a->clock = now;
+        a->pend = P_QUERY;
+        if (deadline != SK_TIME_NONE) schedule_due(w, v2wall(w, deadline));
+        free(snap);
+        return;
+      }
+      w->stats.commands--;
+      free(snap);
+      free(q);
+    }
+  }
+  /* the plain way: a fresh instance from the start */
+  evt *e = a->born_ev;
+  uint32_t li = a->inst->loop;
+  a->born_ev = NULL;
+  a->unborn = 0;
+  act_drop(a);
+  begin_plain(w, e, li);
+  evt_release(e);
+}
+
+static void begin(sk_worker *w, evt *e, uint32_t li) {
+  const sk_loop_rec *l = &w->m->loops[li];
+  if (starts_with_await(w->m, li)) {
+    size_t klen = 0;
+    char *ikey = sk_store_inst_key(w->store, sk_str(w->m, l->name_str), e->row->data, e->row->len, &klen);
+    act *a = ikey && !map_find(w, ikey, klen) ? act_new(w, ikey, klen) : NULL;
+    sk_inst *in = a ? calloc(1, sizeof *in + l->nregs * sizeof(sk_val)) : NULL;
+    free(ikey);
+    if (in) {
+      in->loop = li;
+      in->nregs = (uint16_t)l->nregs;
+      in->heap_pos = UINT32_MAX;
+      in->regs[0] = sk_val_str(sk_str_ref(e->row));
+      in->regs[1] = sk_val_row(e->table, sk_str_ref(e->row));
+      a->ver = &w->vers[0];
+      a->inst = in;
+      a->subject = sk_str_ref(e->row);
+      a->unborn = 1;
+      a->born_ev = e;
+      e->refs++;
+      run(a);
+      return;
+    }
+    if (a) act_drop(a);
+  }
+  begin_plain(w, e, li);
 }
 
 typedef struct creq {
@@ -1289,6 +1487,11 @@ static void on_claimed(const sk_store_result *res, void *privdata) {
     act_drop(a);
     return;
   }
+  if (a->pre_key) {
+    a->pre_ready = 1;
+    a->pre_rows = res->rows;
+    a->pre_first = res->count ? sk_str_new(res->strs[0], res->lens[0]) : NULL;
+  }
   if (res->len >= 9 && !version_find(w, sk_rd64((const uint8_t *)res->str + 1))) {
     /* another version of the bytecode: load it from code:{hash} */
     char hex[17];
@@ -1321,7 +1524,7 @@ static void on_claimed(const sk_store_result *res, void *privdata) {
 }
 
 static void claim(sk_worker *w, const char *ikey, size_t ikey_len, evt *ev, uint32_t ev_table,
-                  uint32_t ev_kind, const sk_string *ev_row) {
+                  uint32_t ev_kind, const sk_string *ev_row, const char *idx_key, size_t idx_len) {
   const char *loop, *subject;
   size_t loop_len, subject_len;
   if (w->draining) {
@@ -1358,8 +1561,25 @@ static void claim(sk_worker *w, const char *ikey, size_t ikey_len, evt *ev, uint
     a->ev_row = sk_str_ref((sk_string *)ev_row);
   }
   w->stats.commands++;
-  if (sk_store_claim(w->store, a->loop_buf, subject, subject_len, w->worker_id, w->o.lease_ms,
-                     lease_end_v(w), on_claimed, q) != 0) {
+  int rc;
+  if (idx_key) {
+    /* the wait set of this index: the prefix, "wait:", the index key after the prefix */
+    size_t pl = strlen(w->prefix);
+    a->pre_len = idx_len + 5;
+    a->pre_key = malloc(a->pre_len + 1);
+    if (a->pre_key && idx_len >= pl) {
+      memcpy(a->pre_key, w->prefix, pl);
+      memcpy(a->pre_key + pl, "wait:", 5);
+      memcpy(a->pre_key + pl + 5, idx_key + pl, idx_len - pl);
+      a->pre_key[a->pre_len] = 0;
+    }
+    rc = sk_store_claim_check(w->store, a->loop_buf, subject, subject_len, w->worker_id,
+                              w->o.lease_ms, lease_end_v(w), idx_key, idx_len, on_claimed, q);
+  } else {
+    rc = sk_store_claim(w->store, a->loop_buf, subject, subject_len, w->worker_id, w->o.lease_ms,
+                        lease_end_v(w), on_claimed, q);
+  }
+  if (rc != 0) {
     free(q);
     if (ev) ev->failed = 1;
     act_drop(a);
@@ -1370,20 +1590,23 @@ static void claim(sk_worker *w, const char *ikey, size_t ikey_len, evt *ev, uint
 
 typedef struct ereq {
   evt *e;
-  uint32_t which;
+  char *key; /* index_add: the index key */
+  size_t key_len;
 } ereq;
 
 static void on_index_added(const sk_store_result *res, void *privdata) {
   ereq *r = privdata;
   evt *e = r->e;
   sk_worker *w = e->w;
-  free(r);
   if (!res->ok) {
     log_msg(w, "error", "store.error", "%s", res->errstr);
     e->failed = 1;
   } else {
-    for (size_t i = 0; i < res->count; i++) claim(w, res->strs[i], res->lens[i], NULL, 0, 0, NULL);
+    for (size_t i = 0; i < res->count; i++)
+      claim(w, res->strs[i], res->lens[i], NULL, 0, 0, NULL, r->key, r->key_len);
   }
+  free(r->key);
+  free(r);
   evt_release(e);
 }
 
@@ -1398,7 +1621,7 @@ static void on_event_waiters(sk_redis *rd, const sk_redis_result *res, void *pri
   } else {
     for (size_t i = 0; i < res->reply->elements; i++) {
       const redisReply *x = res->reply->element[i];
-      if (x->type == REDIS_REPLY_STRING) claim(w, x->str, x->len, e, e->table, e->kind, e->row);
+      if (x->type == REDIS_REPLY_STRING) claim(w, x->str, x->len, e, e->table, e->kind, e->row, NULL, 0);
     }
   }
   evt_release(e);
@@ -1467,9 +1690,11 @@ static void on_event_row(sk_redis *rd, const sk_redis_result *res, void *privdat
       ereq *r = malloc(sizeof *r);
       if (r) {
         r->e = e;
+        r->key = sk_store_index_key(w->store, &ix, SK_KEY_INDEX, &r->key_len);
         e->refs++;
         w->stats.commands++;
         if (sk_store_index_add(w->store, &ix, e->row->data, e->row->len, score, on_index_added, r) != 0) {
+          free(r->key);
           free(r);
           e->refs--;
           e->failed = 1;
@@ -1508,6 +1733,7 @@ static void on_event_row(sk_redis *rd, const sk_redis_result *res, void *privdat
       continue;
     }
     r->e = e;
+    r->key = NULL;
     e->refs++;
     const char *argv[2] = {"SMEMBERS", key};
     size_t lens[2] = {8, klen};
@@ -1600,7 +1826,7 @@ static void on_due(const sk_store_result *res, void *privdata) {
     return;
   }
   for (size_t i = 0; i < res->count; i++) {
-    if (!map_find(w, res->strs[i], res->lens[i])) claim(w, res->strs[i], res->lens[i], NULL, 0, 0, NULL);
+    if (!map_find(w, res->strs[i], res->lens[i])) claim(w, res->strs[i], res->lens[i], NULL, 0, 0, NULL, NULL, 0);
   }
   int64_t next = wall_ms() + w->o.due_interval_ms;
   if (res->count >= DUE_BATCH || w->due_again) next = wall_ms(); /* more are due */
