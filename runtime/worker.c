@@ -536,6 +536,7 @@ typedef struct areq {
   sk_worker *w;
   uint32_t id, gen;
   uint32_t slot;
+  int64_t wake_at; /* park, check, begin_check: the wake time it records */
 } areq;
 
 static areq *areq_new(act *a) {
@@ -545,6 +546,7 @@ static areq *areq_new(act *a) {
     q->id = a->id;
     q->gen = a->gen;
     q->slot = 0;
+    q->wake_at = SK_TIME_NONE;
   }
   return q;
 }
@@ -557,12 +559,23 @@ static act *areq_act(areq *q) {
 
 /* ---- parking and ending ---- */
 
+/* A wake time recorded in Redis: look at the timer set then. Only once the script that recorded
+   it has answered: a look sent earlier may reach Redis first (a NOSCRIPT fallback resends a script
+   after commands queued later) and miss it. */
+static void wake_recorded(act *a, int64_t wake_at) {
+  if (wake_at != SK_TIME_NONE) schedule_due(a->w, v2wall(a->w, wake_at));
+}
+
 static void on_parked(const sk_store_result *res, void *privdata) {
   areq *q = privdata;
   act *a = areq_act(q);
+  int64_t wake_at = q->wake_at;
   free(q);
   if (!a) return;
-  if (res->ok) a->w->stats.parked++;
+  if (res->ok) {
+    a->w->stats.parked++;
+    wake_recorded(a, wake_at);
+  }
   else log_msg(a->w, "error", "store.error", "%s", res->errstr);
   act_drop(a);
 }
@@ -577,6 +590,7 @@ static void park(act *a, int64_t wake_at, const char *wait_key, size_t wait_len)
     act_drop(a);
     return;
   }
+  q->wake_at = wake_at;
   const sk_module *m = a->ver->m;
   const char *ln = sk_str(m, m->loops[a->inst->loop].name_str);
   const char *leave[2];
@@ -596,8 +610,6 @@ static void park(act *a, int64_t wake_at, const char *wait_key, size_t wait_len)
                     q) != 0) {
     free(q);
     act_drop(a);
-  } else if (wake_at != SK_TIME_NONE) {
-    schedule_due(w, v2wall(w, wake_at));
   }
   free(snap);
 }
@@ -684,6 +696,7 @@ static void on_checked(const sk_store_result *res, void *privdata) {
   areq *q = privdata;
   act *a = areq_act(q);
   int parking = (int)q->slot;
+  int64_t wake_at = q->wake_at;
   free(q);
   if (!a) return;
   a->pend = P_NONE;
@@ -696,6 +709,7 @@ static void on_checked(const sk_store_result *res, void *privdata) {
   a->q_count = (uint32_t)res->n;
   a->q_first = res->str ? sk_str_new(res->str, res->len) : NULL;
   a->q_parked = parking && !res->held;
+  if (a->q_parked) wake_recorded(a, wake_at);
   run(a);
 }
 
@@ -768,7 +782,7 @@ static void issue_check(act *a) {
     rc = sk_store_check_or_park(w->store, &ix, sk_str(m, lp->name_str), a->subject->data,
                                 a->subject->len, cr->min_rows, a->q_limit, snap, snap_len,
                                 deadline, w->worker_id, on_checked, q);
-    if (rc == 0 && deadline != SK_TIME_NONE) schedule_due(w, v2wall(w, deadline));
+    q->wake_at = deadline;
     free(snap);
   } else {
     rc = sk_store_peek(w->store, &ix, cr->min_rows, a->q_limit, on_checked, q);
@@ -1122,7 +1136,6 @@ static void handle(act *a, sk_exec_status st, sk_exec_result *r) {
     if (a->q_parked) { /* the check recorded the wait (and gave the lease back) */
       a->q_parked = 0;
       w->stats.parked++;
-      if (r->wake_at != SK_TIME_NONE) schedule_due(w, v2wall(w, r->wake_at));
       act_drop(a);
       return;
     }
@@ -1294,6 +1307,7 @@ static int starts_with_await(const sk_module *m, uint32_t li) {
 static void on_begin_checked(const sk_store_result *res, void *privdata) {
   areq *q = privdata;
   act *a = areq_act(q);
+  int64_t wake_at = q->wake_at;
   free(q);
   if (!a) return;
   sk_worker *w = a->w;
@@ -1317,6 +1331,7 @@ static void on_begin_checked(const sk_store_result *res, void *privdata) {
   a->q_count = (uint32_t)res->rows;
   a->q_first = res->str ? sk_str_new(res->str, res->len) : NULL;
   a->q_parked = !res->held;
+  if (a->q_parked) wake_recorded(a, wake_at);
   evt_release(e);
   run(a);
 }
@@ -1351,7 +1366,7 @@ static void unborn_stop(act *a, sk_exec_status st) {
                                            on_begin_checked, q) == 0) {
         a->clock = now;
         a->pend = P_QUERY;
-        if (deadline != SK_TIME_NONE) schedule_due(w, v2wall(w, deadline));
+        q->wake_at = deadline;
         free(snap);
         return;
       }
