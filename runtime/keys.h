@@ -32,7 +32,9 @@
   X(CODE,    "code:{hash}",          "string", "a .skb by its xxh3: an instance finishes on the bytecode it started with") \
   X(DLQ,     "dlq",                  "stream", "dead letters: loop, subject, step, reason; re-driven by skene-vm dlq retry") \
   X(BACKFILL, "backfill:{table}",    "string", "set once the rows a table had at the first start are in its indexes") \
-  X(WORKERS, "workers",              "zset",   "live workers: member worker id, score last heartbeat (ms); a dead one's work is reclaimed") \
+  X(BATCH,   "batch:{key}",          "hash",   "a Resend batch recorded before it is sent: members (idempotency keys, one per line) and body (the exact request); "  \
+                                               "kept 24 hours, so a worker restarted after a crash sends the same batch under the same key") \
+  X(BATCHES, "batches",              "zset",   "the recorded batches: member batch key, score the time it was recorded (ms)") \
   X(RATELIMIT, "ratelimit:{provider}", "hash",  "a provider's shared rate limit: field tat, the next request's slot (GCRA, ms of the server's TIME), changed only by " \
                                                "the script of runtime/ratelimit.c; expires a minute after its last use")
 

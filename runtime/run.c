@@ -9,6 +9,7 @@
  * a feed entry is acknowledged only after the work it started is durable).
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* strsep */
 
 #include "run.h"
 
@@ -17,12 +18,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "http.h"
+#include "keys.h"
 #include "redis.h"
+#include "resend.h"
 #include "sender.h"
+#include "store.h"
 #include "simulate.h"
 #include "worker.h"
 
@@ -125,6 +131,165 @@ static int parse_pos(const char *opt, const char *v, double *out) {
     return -1;
   }
   *out = d;
+  return 0;
+}
+
+/* ---- Resend batches: recorded before they are sent, adopted again at start ---- */
+
+static void on_ignored(sk_redis *r, const sk_redis_result *res, void *privdata) {
+  (void)r;
+  (void)res;
+  (void)privdata;
+}
+
+#define BATCH_KEEP_MS (24LL * 3600 * 1000) /* Resend keeps an Idempotency-Key 24 hours */
+
+typedef struct batchrec {
+  sk_resend_recorded_fn done;
+  void *ctx;
+} batchrec;
+
+static long long wall_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_batch_recorded(sk_redis *r, const sk_redis_result *res, void *privdata) {
+  (void)r;
+  batchrec *b = privdata;
+  const char *err = res->status != SK_REDIS_OK ? res->errstr
+                    : res->reply->type == REDIS_REPLY_ERROR ? res->reply->str
+                                                            : NULL;
+  b->done(b->ctx, err);
+  free(b);
+}
+
+typedef struct recorder {
+  sk_redis *r;
+  const char *prefix;
+} recorder;
+
+/* record_batch hook: one EVAL writes batch:{key} (members, body; expires with Resend's key) and
+   its entry in `batches`; the batch is sent once Redis has it. */
+static void record_batch(const char *batch_key, const char *const *member_keys, size_t n, const char *body,
+                         size_t len, void *privdata, sk_resend_recorded_fn done, void *ctx) {
+  recorder *rc = privdata;
+  static const char script[] =
+      "redis.call('HSET',KEYS[1],'members',ARGV[1],'body',ARGV[2]) redis.call('PEXPIRE',KEYS[1],ARGV[3]) "
+      "redis.call('ZADD',KEYS[2],ARGV[4],ARGV[5]) return 1";
+  size_t mlen = 0, klen = 0, zlen = 0;
+  for (size_t i = 0; i < n; i++) mlen += strlen(member_keys[i]) + 1;
+  char *members = malloc(mlen + 1), keep[24], now[24];
+  const char *parts[1] = {batch_key};
+  char *key = sk_key_format(rc->prefix, SK_KEY_BATCH, parts, NULL, 1, &klen);
+  char *zkey = sk_key_format(rc->prefix, SK_KEY_BATCHES, NULL, NULL, 0, &zlen);
+  batchrec *b = malloc(sizeof *b);
+  if (!members || !key || !zkey || !b) {
+    free(members);
+    free(key);
+    free(zkey);
+    free(b);
+    done(ctx, "out of memory");
+    return;
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t kl = strlen(member_keys[i]);
+    memcpy(members + off, member_keys[i], kl);
+    members[off + kl] = '\n';
+    off += kl + 1;
+  }
+  snprintf(keep, sizeof keep, "%lld", BATCH_KEEP_MS);
+  snprintf(now, sizeof now, "%lld", wall_now_ms());
+  const char *argv[] = {"EVAL", script, "2", key, zkey, members, body, keep, now, batch_key};
+  size_t lens[] = {4, sizeof script - 1, 1, klen, zlen, mlen, len, strlen(keep), strlen(now), strlen(batch_key)};
+  b->done = done;
+  b->ctx = ctx;
+  if (sk_redis_command(rc->r, 10, argv, lens, on_batch_recorded, b) != 0) {
+    free(b);
+    done(ctx, sk_redis_errstr(rc->r));
+  }
+  free(members);
+  free(key);
+  free(zkey);
+}
+
+typedef struct adoption {
+  struct event_base *base;
+  sk_sender *sender;
+  const char *prefix;
+  sk_redis *r;
+  int pending, adopted, failed;
+} adoption;
+
+static void on_batch_loaded(sk_redis *r, const sk_redis_result *res, void *privdata) {
+  (void)r;
+  adoption *ad = privdata;
+  const redisReply *x = res->status == SK_REDIS_OK ? res->reply : NULL;
+  /* HMGET members body batchkey-less: members, body */
+  if (x && x->type == REDIS_REPLY_ARRAY && x->elements == 3 && x->element[0]->type == REDIS_REPLY_STRING &&
+      x->element[1]->type == REDIS_REPLY_STRING && x->element[2]->type == REDIS_REPLY_STRING) {
+    const char *keys[SK_RESEND_MAX_BATCH];
+    size_t n = 0;
+    char *m = strndup(x->element[0]->str, x->element[0]->len);
+    for (char *p = m, *tok; m && n < SK_RESEND_MAX_BATCH && (tok = strsep(&p, "\n")) != NULL;)
+      if (*tok) keys[n++] = tok;
+    if (m && sk_resend_adopt_batch(ad->sender, x->element[2]->str, keys, n, x->element[1]->str,
+                                   x->element[1]->len) == 0)
+      ad->adopted++;
+    else
+      ad->failed++;
+    free(m);
+  }
+  if (--ad->pending == 0) event_base_loopexit(ad->base, NULL);
+}
+
+static void on_batches_listed(sk_redis *r, const sk_redis_result *res, void *privdata) {
+  adoption *ad = privdata;
+  const redisReply *x = res->status == SK_REDIS_OK ? res->reply : NULL;
+  if (x && x->type == REDIS_REPLY_ARRAY) {
+    for (size_t i = 0; i < x->elements; i++) {
+      const redisReply *k = x->element[i];
+      if (k->type != REDIS_REPLY_STRING) continue;
+      size_t klen = 0;
+      const char *parts[1] = {k->str};
+      char *key = sk_key_format(ad->prefix, SK_KEY_BATCH, parts, NULL, 1, &klen);
+      /* the batch key is asked back as a field that does not exist: HMGET returns it as nil, so
+         ask for it by name through a literal third field instead */
+      const char *argv[] = {"EVAL", "local v=redis.call('HMGET',KEYS[1],'members','body') "
+                                    "if not v[1] then return nil end return {v[1],v[2],ARGV[1]}",
+                            "1", key, k->str};
+      size_t lens[] = {4, strlen(argv[1]), 1, klen, k->len};
+      ad->pending++;
+      if (!key || sk_redis_command(r, 5, argv, lens, on_batch_loaded, ad) != 0) ad->pending--;
+      free(key);
+    }
+  }
+  if (--ad->pending == 0) event_base_loopexit(ad->base, NULL);
+}
+
+/* Batches recorded in the last 24 hours go back into the sender, so that a member retried after a
+   crash sends its batch again as it was, under the same key. Runs the loop until done. */
+static int adopt_batches(struct event_base *base, sk_redis *r, sk_sender *sender, const char *prefix) {
+  adoption ad = {base, sender, prefix, r, 1, 0, 0};
+  size_t zlen = 0;
+  char *zkey = sk_key_format(prefix, SK_KEY_BATCHES, NULL, NULL, 0, &zlen);
+  char since[24], old[24];
+  snprintf(since, sizeof since, "%lld", wall_now_ms() - BATCH_KEEP_MS);
+  snprintf(old, sizeof old, "(%lld", wall_now_ms() - BATCH_KEEP_MS);
+  const char *trim[] = {"ZREMRANGEBYSCORE", zkey, "-inf", old};
+  const char *list[] = {"ZRANGEBYSCORE", zkey, since, "+inf"};
+  if (!zkey || sk_redis_command(r, 4, trim, NULL, on_ignored, NULL) != 0 ||
+      sk_redis_command(r, 4, list, NULL, on_batches_listed, &ad) != 0) {
+    free(zkey);
+    return -1;
+  }
+  free(zkey);
+  event_base_dispatch(base);
+  if (ad.adopted || ad.failed)
+    fprintf(stdout, "{\"level\":\"info\",\"event\":\"resend.batches\",\"adopted\":%d,\"unreadable\":%d}\n",
+            ad.adopted, ad.failed);
   return 0;
 }
 
@@ -259,23 +424,56 @@ int sk_run_main(int argc, char **argv) {
     }
   }
   const char *api_key = getenv("RESEND_API_KEY");
-  if (api_key && api_key[0] && emails) {
-    fprintf(stderr, "skene-vm: RESEND_API_KEY is set, but this build sends email through the outbox "
-                    "only (the Resend sender is not built yet): unset it to write .eml files\n");
-    problems++;
-  }
-  if (webhooks) {
-    fprintf(stderr, "skene-vm: %s has %d webhook action(s): this build cannot call webhooks yet\n", file,
-            webhooks);
-    problems++;
-  }
+  int use_resend = api_key && api_key[0];
   struct event_base *base = event_base_new();
-  sk_sender *email = NULL;
+  sk_sender *email = NULL, *webhook = NULL;
+  sk_http *http = NULL;
+  sk_redis *side = NULL; /* the senders' connection: the shared rate limit, recorded batches */
+  const char *prefix = getenv("SKENE_REDIS_PREFIX");
+  if (!prefix || !prefix[0]) prefix = SK_KEY_PREFIX_DEFAULT;
+  recorder rec = {NULL, prefix};
   const char *outdir = getenv("SKENE_OUTBOX");
   if (!outdir || !outdir[0]) outdir = "outbox";
-  if (base && emails) {
+  if (base && (webhooks || (emails && use_resend))) {
+    sk_http_options ho;
+    sk_http_options_init(&ho);
+    http = sk_http_new(base, &ho, err, sizeof err);
+    if (!http) {
+      fprintf(stderr, "skene-vm: %s\n", err);
+      problems++;
+    }
+  }
+  if (base && emails && use_resend && http && problems == 0) {
+    sk_resend_options rs;
+    sk_resend_options_init(&rs);
+    if (sk_resend_options_from_env(&rs, err, sizeof err) != 0) {
+      fprintf(stderr, "skene-vm: %s\n", err);
+      problems++;
+    } else {
+      side = sk_redis_new(base, url, &ro);
+      rec.r = side;
+      rs.redis = side;
+      rs.key_prefix = prefix;
+      rs.record_batch = record_batch;
+      rs.record_privdata = &rec;
+      rs.http = http;
+      email = side ? sk_resend_new(base, &rs, err, sizeof err) : NULL;
+      if (!email) {
+        fprintf(stderr, "skene-vm: %s\n", side ? err : "out of memory");
+        problems++;
+      }
+    }
+  } else if (base && emails && !use_resend) {
     email = sk_outbox_new(base, outdir, from, err, sizeof err);
     if (!email) {
+      fprintf(stderr, "skene-vm: %s\n", err);
+      problems++;
+    }
+  }
+  if (base && webhooks && http) {
+    sk_webhook_options wh = {http, NULL};
+    webhook = sk_webhook_new(base, &wh, err, sizeof err);
+    if (!webhook) {
       fprintf(stderr, "skene-vm: %s\n", err);
       problems++;
     }
@@ -287,6 +485,9 @@ int sk_run_main(int argc, char **argv) {
   if (problems) {
     fprintf(stderr, "skene-vm: run: %d problem%s; not starting\n", problems, problems > 1 ? "s" : "");
     sk_sender_free(email);
+    sk_sender_free(webhook);
+    sk_http_free(http);
+    sk_redis_free(side);
     sk_faults_free(&faults);
     if (base) event_base_free(base);
     sk_module_free(m);
@@ -309,12 +510,16 @@ int sk_run_main(int argc, char **argv) {
   wo.due_interval_ms = (int)due;
   wo.backfill = backfill;
   wo.email = email;
+  wo.webhook = webhook;
   wo.log = stdout;
   wo.faults = faults_file ? &faults : NULL;
   runctx c = {base, NULL, 0, 0, NULL, NULL};
   c.w = sk_worker_new(base, skb, skb_len, &wo, err, sizeof err);
   int rc = 0;
-  if (!c.w || sk_worker_start(c.w, err, sizeof err) != 0) {
+  if (c.w && side && adopt_batches(base, side, email, prefix) != 0) {
+    fprintf(stderr, "skene-vm: cannot read the recorded Resend batches: %s\n", sk_redis_errstr(side));
+    rc = RUN_EXIT_CONFIG;
+  } else if (!c.w || sk_worker_start(c.w, err, sizeof err) != 0) {
     fprintf(stderr, "skene-vm: %s\n", err);
     rc = RUN_EXIT_CONFIG;
   } else {
@@ -330,7 +535,7 @@ int sk_run_main(int argc, char **argv) {
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)m->hash);
     fprintf(stdout, "{\"level\":\"info\",\"event\":\"worker.start\",\"worker\":\"%s\",\"bytecode\":\"%s\","
                     "\"loops\":%u,\"tables\":%u,\"email\":\"%s\",\"time_scale\":%g,\"pid\":%ld}\n",
-            worker_id, hex, m->nloops, m->ntables, email ? "outbox" : "none", scale, (long)getpid());
+            worker_id, hex, m->nloops, m->ntables, email ? email->ops->name : "none", scale, (long)getpid());
     fflush(stdout);
     event_base_dispatch(base);
     log_stats(&c, "worker.stop");
@@ -341,6 +546,9 @@ int sk_run_main(int argc, char **argv) {
   sk_worker_free(c.w);
   sk_faults_free(&faults);
   sk_sender_free(email);
+  sk_sender_free(webhook);
+  sk_http_free(http);
+  sk_redis_free(side);
   event_base_free(base);
   sk_module_free(m);
   free(skb);
