@@ -14,6 +14,7 @@
 #include "simulate.h"
 #include "skb.h"
 #ifdef SKENE_HAVE_RUN
+#include "dlq.h"
 #include "run.h"
 #endif
 
@@ -24,6 +25,7 @@ static const char usage[] =
     "usage: skene-vm simulate [--format jsonl|text] [--quiet] FILE.skb SCENARIO.json\n"
     "       skene-vm run [--worker ID] [--time-scale N] [--backfill] [--lease-ms MS]\n"
     "                    [--claim-idle-ms MS] [--due-interval-ms MS] [--faults SCENARIO.json] FILE.skb\n"
+    "       skene-vm dlq list [--json] | dlq retry ID... | dlq retry --all\n"
     "       skene-vm --help | --version\n"
     "\n"
     "Runs the loops of a verified Skene bytecode file (.skb, built by `skenec build`).\n"
@@ -40,6 +42,11 @@ static const char usage[] =
     "            SIGTERM or SIGINT: finish what runs, record it, exit 0; a second signal exits at once\n"
     "            (status 3) and loses nothing: the instances resume from Redis. SIGUSR1: log the\n"
     "            worker's counters (a worker.stats line: instances, commands on the wire).\n"
+    "  dlq       the dead letters of the Redis runtime (instances that failed for good: retries\n"
+    "            exhausted, a permanent provider error, a missing value): `list` prints them, `retry`\n"
+    "            puts them back as they stood at the failed action, attempts reset; running workers\n"
+    "            take them at their next look at the timer set and log the outcome. See\n"
+    "            `skene-vm dlq --help`.\n"
     "\n"
     "simulate options:\n"
     "  --format F     jsonl (default): one JSON object per event; text: a readable timeline and a summary\n"
@@ -188,7 +195,7 @@ static int cmd_simulate(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) return usage_error("a command is needed: simulate or run");
+  if (argc < 2) return usage_error("a command is needed: simulate, run or dlq");
   const char *cmd = argv[1];
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     fputs(usage, stdout);
@@ -199,6 +206,14 @@ int main(int argc, char **argv) {
     return fflush(stdout) == 0 ? 0 : SK_SIM_EIO;
   }
   if (strcmp(cmd, "simulate") == 0) return cmd_simulate(argc - 2, argv + 2);
+  if (strcmp(cmd, "dlq") == 0) {
+#ifdef SKENE_HAVE_RUN
+    return sk_dlq_main(argc - 2, argv + 2);
+#else
+    fputs("skene-vm: dlq: this build has no Redis runtime\n", stderr);
+    return SK_SIM_EIO;
+#endif
+  }
   if (strcmp(cmd, "run") == 0) {
 #ifdef SKENE_HAVE_RUN
     return sk_run_main(argc - 2, argv + 2);
@@ -207,5 +222,5 @@ int main(int argc, char **argv) {
     return SK_SIM_EIO;
 #endif
   }
-  return usage_error("unknown command '%s': use simulate or run", cmd);
+  return usage_error("unknown command '%s': use simulate, run or dlq", cmd);
 }

@@ -327,6 +327,10 @@ static void op_trace(void *ud, const sk_trace *t) {
       sb_json(&b, to->data, to->len);
     }
   }
+  if (t->result) {
+    sb_key(&b, "id");
+    sb_json(&b, t->result->data, t->result->len);
+  }
   if (t->kind == SK_TR_ACTION_RETRY) {
     char n[24];
     snprintf(n, sizeof n, "%" PRId64, t->delay_ms);
@@ -347,7 +351,7 @@ static void op_trace(void *ud, const sk_trace *t) {
 static void trace_inst(act *a, sk_trace_kind k, uint32_t step, const char *reason, int64_t delay,
                        uint32_t outcome) {
   sk_trace t = {k, a->ver->m, a->inst->loop, a->inst->regs[0].u.s, vnow(a->w), step, NULL, reason,
-                delay, outcome, 0};
+                delay, outcome, 0, NULL};
   op_trace(a->w, &t);
 }
 

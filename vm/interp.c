@@ -441,7 +441,7 @@ static int cond_stops(const cond_eval *ce, sk_inst *inst, uint32_t pc, sk_exec_r
 static void trace(sk_vm *vm, sk_inst *inst, sk_trace_kind k, uint32_t step, const sk_effect_call *call,
                   const char *reason, uint32_t count) {
   if (!vm->ops->trace) return;
-  sk_trace t = {k, vm->m, inst->loop, inst->regs[0].u.s, vm->ops->now(vm->ud), step, call, reason, 0, 0, count};
+  sk_trace t = {k, vm->m, inst->loop, inst->regs[0].u.s, vm->ops->now(vm->ud), step, call, reason, 0, 0, count, NULL};
   vm->ops->trace(vm->ud, &t);
 }
 
@@ -512,7 +512,10 @@ int sk_exec_effect_done(sk_vm *vm, sk_inst *inst, const sk_io *io, sk_exec_resul
   r->wake_at = SK_TIME_NONE;
   inst->flags &= (uint8_t)~SK_INST_F_EFFECT_STARTED;
   if (io->ok) {
-    trace(vm, inst, SK_TR_ACTION_OK, er->step, NULL, NULL, 0); /* the runtime has the request itself */
+    if (vm->ops->trace) { /* the runtime has the request itself; the answer goes with the trace */
+      sk_trace t = {SK_TR_ACTION_OK, vm->m, inst->loop, inst->regs[0].u.s, vm->ops->now(vm->ud), er->step, NULL, NULL, 0, 0, 0, io->result};
+      vm->ops->trace(vm->ud, &t);
+    }
     sk_val_clear(&inst->regs[SK_GETARG_A(insn)]);
     if (io->result) inst->regs[SK_GETARG_A(insn)] = sk_val_str(sk_str_ref(io->result));
     inst->attempts = 0;

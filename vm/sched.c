@@ -92,7 +92,7 @@ static int64_t now(sk_sched *s) { return sk_vm_now(s->vm); }
 
 static void trace(sk_sched *s, sk_inst *in, sk_trace_kind k, uint32_t step, const char *reason, int64_t delay,
                   uint32_t outcome) {
-  sk_trace t = {k, s->m, in->loop, in->regs[0].u.s, now(s), step, NULL, reason, delay, outcome, 0};
+  sk_trace t = {k, s->m, in->loop, in->regs[0].u.s, now(s), step, NULL, reason, delay, outcome, 0, NULL};
   sk_vm_trace(s->vm, &t);
 }
 

@@ -103,6 +103,8 @@ typedef struct {
   int64_t delay_ms;            /* RETRY */
   uint32_t outcome;            /* END: sk_outcome */
   uint32_t count;              /* CONDITION_MET: rows that matched */
+  const sk_string *result;     /* ACTION_OK of an asynchronous effect: the provider's answer (an email
+                                  id), or NULL */
 } sk_trace;
 
 /*
