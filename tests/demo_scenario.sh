@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# demo_scenario.sh SKENEC SKENE_VM: the scenario scripts/demo shows still does what it says: of three
-# sign-ups, Ada (after one retried 500) and Grace get their email, Linus times out.
+# demo_scenario.sh SKENEC SKENE_VM: examples/activation/demo.scenario.json (the demo on the simulator: of three
+# sign-ups, Ada (after one retried 500) and Grace get their email, Linus times out) still does so.
 set -eu
 skenec=$1 vm=$2
 tmp=$(mktemp -d)
@@ -15,5 +15,5 @@ expect '"subject":"u3","event":"action.ok".*"to":"grace@example.com"'
 expect '"subject":"u2","event":"instance.end","outcome":"timed_out"'
 n=$(grep -c '"event":"action.ok"' "$tmp/out")
 [ "$n" = 2 ] || { echo "FAIL: $n emails, expected 2" >&2; fail=1; }
-[ $fail = 0 ] && echo "demo scenario: 2 emails, 1 timed out, as scripts/demo says"
+[ $fail = 0 ] && echo "demo scenario: 2 emails, 1 timed out, as its description says"
 exit $fail
