@@ -90,6 +90,7 @@ typedef struct rec {
   size_t len, count;
   char strs[8][128];
   size_t lens[8];
+  long long rows;
 } rec;
 
 static void on_store(const sk_store_result *res, void *privdata) {
@@ -107,6 +108,7 @@ static void on_store(const sk_store_result *res, void *privdata) {
     out->len = res->len;
   }
   out->count = res->count;
+  out->rows = res->rows;
   for (size_t i = 0; i < res->count && i < 8; i++) {
     assert_true(res->lens[i] < sizeof out->strs[0]);
     memcpy(out->strs[i], res->strs[i], res->lens[i]);
@@ -585,6 +587,164 @@ static void test_free_in_flight(void **state) {
   assert_int_equal(R.n, 1);
 }
 
+/* ---- the worker's operations: the lease goes with the state it guards ---- */
+
+static long long zscore(const char *member) {
+  raw x = cmd3("ZSCORE", "skene:timers", 12, member, strlen(member));
+  return x.type == REDIS_REPLY_NIL ? -1 : strtoll(x.str, NULL, 10);
+}
+
+static void test_begin_claim_park_finish(void **state) {
+  (void)state;
+  static const char inst[] = "skene:inst:activation:u1", lease[] = "skene:lease:activation:u1";
+  RUN(2, sk_store_begin(store, "activation", "u1", 2, "s0", 2, 1000, "w1", 60000, on_store, &R));
+  assert_int_equal(R.n, 1);
+  assert_int_equal(zscore(inst), 1000); /* the recovery timer: the lease's end */
+  assert_string_equal(cmd2("GET", lease, sizeof lease - 1).str, "w1");
+  RUN(1, sk_store_begin(store, "activation", "u1", 2, "s9", 2, 5, "w2", 60000, on_store, &R));
+  assert_int_equal(R.n, 0); /* once ever: nothing written */
+  assert_string_equal(cmd2("GET", inst, sizeof inst - 1).str, "s0");
+  assert_int_equal(zscore(inst), 1000);
+
+  /* leased: nobody else, not even w1 again, claims it */
+  RUN(2, sk_store_claim(store, "activation", "u1", 2, "w2", 60000, 2000, on_store, &R));
+  assert_int_equal(R.n, 0);
+  assert_int_equal(zscore(inst), 1000);
+
+  /* park as another worker: the lease stays w1's */
+  static const char wait[] = "skene:wait:idx:t(c):v", old[] = "skene:wait:ev:users:insert:u1";
+  cmd3("SADD", old, sizeof old - 1, inst, sizeof inst - 1);
+  const char *leave[1] = {old};
+  size_t leave_lens[1] = {sizeof old - 1};
+  RUN(2, sk_store_park(store, "activation", "u1", 2, "s1", 2, 3000, wait, sizeof wait - 1, leave,
+                       leave_lens, 1, "w2", on_store, &R));
+  assert_string_equal(cmd2("GET", lease, sizeof lease - 1).str, "w1");
+  assert_int_equal(cmd3("SISMEMBER", wait, sizeof wait - 1, inst, sizeof inst - 1).integer, 1);
+  assert_int_equal(cmd3("SISMEMBER", old, sizeof old - 1, inst, sizeof inst - 1).integer, 0);
+  assert_int_equal(zscore(inst), 3000);
+  /* park as w1: the lease goes; no timer */
+  RUN(1, sk_store_park(store, "activation", "u1", 2, "s2", 2, SK_STORE_NO_WAKE, NULL, 0, NULL, NULL,
+                       0, "w1", on_store, &R));
+  assert_int_equal(cmd2("EXISTS", lease, sizeof lease - 1).integer, 0);
+  assert_int_equal(zscore(inst), -1);
+  assert_string_equal(cmd2("GET", inst, sizeof inst - 1).str, "s2");
+
+  /* claim: lease, snapshot, timer at the lease's end */
+  RUN(1, sk_store_claim(store, "activation", "u1", 2, "w2", 60000, 4000, on_store, &R));
+  assert_int_equal(R.n, 1);
+  assert_true(R.has_str);
+  assert_int_equal(R.len, 2);
+  assert_memory_equal(R.str, "s2", 2);
+  assert_int_equal(zscore(inst), 4000);
+  assert_string_equal(cmd2("GET", lease, sizeof lease - 1).str, "w2");
+
+  /* finish: everything goes, the wait sets named too; started keeps it */
+  const char *leave2[1] = {wait};
+  size_t leave2_lens[1] = {sizeof wait - 1};
+  RUN(2, sk_store_finish(store, "activation", "u1", 2, leave2, leave2_lens, 1, "w2", on_store, &R));
+  assert_int_equal(cmd2("EXISTS", inst, sizeof inst - 1).integer, 0);
+  assert_int_equal(cmd2("EXISTS", lease, sizeof lease - 1).integer, 0);
+  assert_int_equal(cmd2("EXISTS", wait, sizeof wait - 1).integer, 0);
+  assert_int_equal(zscore(inst), -1);
+  assert_int_equal(cmd3("SISMEMBER", "skene:started:activation", 24, "u1", 2).integer, 1);
+
+  /* a claim after the end: no instance, its stray timer goes */
+  cmd(4, (const char *[]){"ZADD", "skene:timers", "10", inst}, NULL);
+  RUN(1, sk_store_claim(store, "activation", "u1", 2, "w3", 60000, 5000, on_store, &R));
+  assert_int_equal(R.n, 2);
+  assert_int_equal(zscore(inst), -1);
+  assert_int_equal(cmd2("EXISTS", lease, sizeof lease - 1).integer, 0);
+}
+
+static void test_due_next_peek(void **state) {
+  (void)state;
+  RUN(2, sk_store_due_next(store, 100, 10, on_store, &R));
+  assert_int_equal(R.count, 0);
+  assert_int_equal(R.n, -1); /* no timer at all */
+  cmd(6, (const char *[]){"ZADD", "skene:timers", "50", "a", "150", "b"}, NULL);
+  cmd(4, (const char *[]){"ZADD", "skene:timers", "100", "c"}, NULL);
+  RUN(1, sk_store_due_next(store, 100, 10, on_store, &R));
+  assert_int_equal(R.count, 2);
+  assert_string_equal(R.strs[0], "a");
+  assert_string_equal(R.strs[1], "c");
+  assert_int_equal(R.n, 150); /* the next one after now */
+  RUN(1, sk_store_due_next(store, 100, 1, on_store, &R));
+  assert_int_equal(R.count, 1);
+
+  const char *vals[2] = {"first_project_created", "u1"};
+  sk_store_index ix = {"user_actions", action_cols, vals, NULL, 2};
+  RUN(2, sk_store_peek(store, &ix, 1, 0, on_store, &R));
+  assert_false(R.held);
+  assert_int_equal(R.n, 0);
+  RUN(2, sk_store_index_add(store, &ix, "a7", 2, 7, on_store, &R));
+  RUN(1, sk_store_index_add(store, &ix, "a3", 2, 3, on_store, &R));
+  RUN(1, sk_store_peek(store, &ix, 2, 0, on_store, &R));
+  assert_true(R.held);
+  assert_int_equal(R.n, 2);
+  assert_string_equal(R.str, "a3"); /* the first by insertion order */
+  RUN(1, sk_store_peek(store, &ix, 2, 1, on_store, &R)); /* capped by the limit */
+  assert_false(R.held);
+  assert_int_equal(R.n, 1);
+  /* peek writes nothing: no waiter */
+  assert_int_equal(cmd2("EXISTS", "skene:wait:idx:user_actions(action_type,user_id):first_project_created\x1fu1", 74).integer, 0);
+}
+
+static void test_begin_check_claim_check(void **state) {
+  (void)state;
+  static const char inst[] = "skene:inst:activation:u1", lease[] = "skene:lease:activation:u1";
+  const char *vals[2] = {"first_project_created", "u1"};
+  sk_store_index ix = {"user_actions", action_cols, vals, NULL, 2};
+  size_t wlen = 0, ilen = 0;
+  char *wait = sk_store_index_key(store, &ix, SK_KEY_WAIT, &wlen);
+  char *idx = sk_store_index_key(store, &ix, SK_KEY_INDEX, &ilen);
+
+  /* not held: started, waiting (wait set, timer at the deadline), no lease */
+  RUN(2, sk_store_begin_check(store, &ix, "activation", "u1", 2, "s0", 2, 1, 0, "w1", 60000, 900,
+                              5000, on_store, &R));
+  assert_int_equal(R.n, 1);
+  assert_false(R.held);
+  assert_int_equal(R.rows, 0);
+  assert_int_equal(cmd3("SISMEMBER", wait, wlen, inst, sizeof inst - 1).integer, 1);
+  assert_int_equal(zscore(inst), 5000);
+  assert_int_equal(cmd2("EXISTS", lease, sizeof lease - 1).integer, 0);
+  /* started before: nothing */
+  RUN(1, sk_store_begin_check(store, &ix, "activation", "u1", 2, "s9", 2, 1, 0, "w1", 60000, 900,
+                              5000, on_store, &R));
+  assert_int_equal(R.n, 0);
+  assert_string_equal(cmd2("GET", inst, sizeof inst - 1).str, "s0");
+
+  /* the row arrives: index_add names the waiter; claim_check takes it and counts the index */
+  RUN(2, sk_store_index_add(store, &ix, "a1", 2, 1, on_store, &R));
+  assert_int_equal(R.count, 1);
+  assert_string_equal(R.strs[0], inst);
+  RUN(2, sk_store_claim_check(store, "activation", "u1", 2, "w2", 60000, 7000, idx, ilen, on_store, &R));
+  assert_int_equal(R.n, 1);
+  assert_memory_equal(R.str, "s0", 2);
+  assert_int_equal(R.rows, 1);
+  assert_int_equal(R.count, 1);
+  assert_string_equal(R.strs[0], "a1");
+  assert_int_equal(zscore(inst), 7000);
+  assert_string_equal(cmd2("GET", lease, sizeof lease - 1).str, "w2");
+  /* it stays a waiter until it moves on (park or finish leave the set) */
+  assert_int_equal(cmd3("SISMEMBER", wait, wlen, inst, sizeof inst - 1).integer, 1);
+
+  /* held at once: started, leased, timer at the lease's end, not a waiter */
+  RUN(1, sk_store_index_add(store, &(sk_store_index){"user_actions", action_cols,
+                                                      (const char *[]){"first_project_created", "u2"}, NULL, 2},
+                            "a2", 2, 2, on_store, &R));
+  sk_store_index ix2 = {"user_actions", action_cols, (const char *[]){"first_project_created", "u2"}, NULL, 2};
+  RUN(1, sk_store_begin_check(store, &ix2, "activation", "u2", 2, "t0", 2, 1, 0, "w1", 60000, 900,
+                              5000, on_store, &R));
+  assert_int_equal(R.n, 1);
+  assert_true(R.held);
+  assert_int_equal(R.rows, 1);
+  assert_string_equal(R.str, "a2");
+  assert_int_equal(zscore("skene:inst:activation:u2"), 900);
+  assert_string_equal(cmd2("GET", "skene:lease:activation:u2", 25).str, "w1");
+  free(wait);
+  free(idx);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   url = getenv("SKENE_TEST_REDIS_URL");
@@ -605,6 +765,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_snapshot_roundtrip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_begin_claim_park_finish, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_due_next_peek, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_begin_check_claim_check, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
