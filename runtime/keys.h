@@ -28,6 +28,8 @@
   X(INST,    "inst:{loop}:{subject}", "string", "an instance's snapshot (vm/snapshot.c), written at every suspension") \
   X(TIMERS,  "timers",               "zset",   "instances with a deadline or a retry: member inst key, score wake time (ms)") \
   X(WAIT,    "wait:{key}",           "set",    "instances waiting on one wake-up key (an index key or an event)") \
+  X(EVBOX,   "evbox:{loop}:{event}", "zset",   "a later step's events (table:kind:subject) a loop has not consumed yet: member row id, score event time; " \
+                                               "a WAITEV takes the oldest instead of waiting, so an event that came first is not lost; expires after 7 days") \
   X(LEASE,   "lease:{loop}:{subject}", "string", "the worker running an instance now (SET NX PX): one worker at a time") \
   X(CODE,    "code:{hash}",          "string", "a .skb by its xxh3: an instance finishes on the bytecode it started with") \
   X(DLQ,     "dlq",                  "stream", "dead letters: loop, subject, step, reason; re-driven by skene-vm dlq retry") \

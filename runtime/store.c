@@ -99,7 +99,7 @@ char *sk_key_format(const char *prefix, sk_key_kind kind, const char *const *par
 /* ---- the scripts ---- */
 
 enum script_id { SC_START, SC_SUSPEND, SC_END, SC_CHECK, SC_INDEX_ADD, SC_RELEASE, SC_BEGIN, SC_CLAIM,
-                 SC_PARK, SC_FINISH, SC_PEEK, SC_DUE_NEXT, SC_CLAIM_CHECK, SC_BEGIN_CHECK, SC_COUNT };
+                 SC_PARK, SC_FINISH, SC_PEEK, SC_DUE_NEXT, SC_CLAIM_CHECK, SC_BEGIN_CHECK, SC_EVENT_POST, SC_PARK_EV, SC_COUNT };
 
 /* KEYS and ARGV of each are documented above its text. Short: Upstash runs a script under a lock. */
 static const char *const scripts[SC_COUNT] = {
@@ -188,6 +188,20 @@ static const char *const scripts[SC_COUNT] = {
     "redis.call('SADD',KEYS[6],KEYS[2]) "
     "if ARGV[8]=='' then redis.call('ZREM',KEYS[3],KEYS[2]) "
     "else redis.call('ZADD',KEYS[3],ARGV[8],KEYS[2]) end return {1,0,n}",
+    /* event_post. KEYS wait, evbox...; ARGV row, score, ttl. The event goes into each loop's box;
+       returns the waiters */
+    "for i=2,#KEYS do redis.call('ZADD',KEYS[i],'NX',ARGV[2],ARGV[1]) "
+    "redis.call('PEXPIRE',KEYS[i],ARGV[3]) end return redis.call('SMEMBERS',KEYS[1])",
+    /* park_ev. KEYS inst, timers, lease, wait, evbox, leave...; ARGV snapshot, wake_at ('' none),
+       worker. {1, row}: an event was in the box (taken; nothing else written), {0}: parked */
+    "local e=redis.call('ZRANGE',KEYS[5],0,0) "
+    "if e[1] then redis.call('ZREM',KEYS[5],e[1]) return {1,e[1]} end "
+    "redis.call('SET',KEYS[1],ARGV[1]) "
+    "if ARGV[2]=='' then redis.call('ZREM',KEYS[2],KEYS[1]) "
+    "else redis.call('ZADD',KEYS[2],ARGV[2],KEYS[1]) end "
+    "for i=6,#KEYS do redis.call('SREM',KEYS[i],KEYS[1]) end "
+    "redis.call('SADD',KEYS[4],KEYS[1]) "
+    "if redis.call('GET',KEYS[3])==ARGV[3] then redis.call('DEL',KEYS[3]) end return {0}",
 };
 
 /* ---- the store ---- */
@@ -313,11 +327,11 @@ int sk_store_inst_parse(const sk_store *s, const char *key, size_t len, const ch
 /* ---- operations ---- */
 
 enum op_kind { OP_START, OP_SUSPEND, OP_END, OP_CHECK, OP_INDEX_ADD, OP_LOAD, OP_DUE, OP_LEASE,
-               OP_RELEASE, OP_BEGIN, OP_CLAIM, OP_PARK, OP_FINISH, OP_PEEK, OP_DUE_NEXT, OP_CLAIM_CHECK, OP_BEGIN_CHECK };
+               OP_RELEASE, OP_BEGIN, OP_CLAIM, OP_PARK, OP_FINISH, OP_PEEK, OP_DUE_NEXT, OP_CLAIM_CHECK, OP_BEGIN_CHECK, OP_EVENT_POST, OP_PARK_EV };
 
 static const char *const op_names[] = {"start", "suspend", "end", "check_or_wait", "index_add",
                                        "load", "due", "lease", "release", "begin", "claim",
-                                       "park", "finish", "peek", "due", "claim", "begin"};
+                                       "park", "finish", "peek", "due", "claim", "begin", "event_post", "park"};
 
 #define MAX_ARGS 16
 
@@ -492,6 +506,19 @@ static int read_reply(const op *o, const redisReply *x, sk_store_result *out, co
     out->str = x->str;
     out->len = x->len;
     return 0;
+  case OP_PARK_EV:
+    if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 || x->elements > 2 ||
+        x->element[0]->type != REDIS_REPLY_INTEGER)
+      return -1;
+    out->n = x->element[0]->integer;
+    if (x->elements == 2) {
+      if (!is_str(x->element[1]))
+        return -1;
+      out->str = x->element[1]->str;
+      out->len = x->element[1]->len;
+    }
+    return 0;
+  case OP_EVENT_POST:
   case OP_DUE:
     if (x->type != REDIS_REPLY_ARRAY)
       return -1;
@@ -1016,4 +1043,55 @@ int sk_store_begin_check(sk_store *s, const sk_store_index *ix, const char *loop
   arg_str(&a, lend);
   arg_str(&a, dl);
   return send_op(s, OP_BEGIN_CHECK, SC_BEGIN_CHECK, 6, &a, cb, privdata);
+}
+
+int sk_store_event_post(sk_store *s, const char *wait_key, size_t wait_len,
+                        const char *const *boxes, const size_t *box_lens, size_t nboxes,
+                        const char *row, size_t row_len, int64_t score, int64_t ttl_ms,
+                        sk_store_callback cb, void *privdata) {
+  args a = {0};
+  char sscore[24], sttl[24];
+  if (nboxes > 8) {
+    snprintf(s->err, sizeof s->err, "event_post: at most 8 loops");
+    return -1;
+  }
+  fmt_i64(sscore, sizeof sscore, score);
+  fmt_i64(sttl, sizeof sttl, ttl_ms < 1 ? 1 : ttl_ms);
+  arg(&a, wait_key, wait_len);
+  for (size_t i = 0; i < nboxes; i++)
+    arg(&a, boxes[i], box_lens[i]);
+  arg(&a, row, row_len);
+  arg_str(&a, sscore);
+  arg_str(&a, sttl);
+  return send_op(s, OP_EVENT_POST, SC_EVENT_POST, 1 + (int)nboxes, &a, cb, privdata);
+}
+
+int sk_store_park_event(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                        const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
+                        const char *wait_key, size_t wait_len, const char *box, size_t box_len,
+                        const char *const *leave_keys, const size_t *leave_lens, size_t nleave,
+                        const char *worker, sk_store_callback cb, void *privdata) {
+  args a = {0};
+  size_t n = 0;
+  char wake[24] = "";
+  if (check_inst(s, OP_PARK_EV, loop, subject, subject_len) != 0 ||
+      check_worker(s, OP_PARK_EV, worker) != 0)
+    return -1;
+  if (nleave > 4) {
+    snprintf(s->err, sizeof s->err, "park: at most 4 wait sets to leave");
+    return -1;
+  }
+  if (wake_at_ms != SK_STORE_NO_WAKE)
+    fmt_i64(wake, sizeof wake, wake_at_ms);
+  arg_inst(s, &a, loop, subject, subject_len);
+  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  arg_lease(s, &a, loop, subject, subject_len);
+  arg(&a, wait_key, wait_len);
+  arg(&a, box, box_len);
+  for (size_t i = 0; i < nleave; i++)
+    arg(&a, leave_keys[i], leave_lens[i]);
+  arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
+  arg_str(&a, wake);
+  arg_str(&a, worker);
+  return send_op(s, OP_PARK_EV, SC_PARK_EV, 5 + (int)nleave, &a, cb, privdata);
 }

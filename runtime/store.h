@@ -200,6 +200,24 @@ int sk_store_begin_check(sk_store *s, const sk_store_index *ix, const char *loop
                          const char *worker, int64_t lease_ms, int64_t lease_end_ms,
                          int64_t deadline_ms, sk_store_callback cb, void *privdata);
 
+/* A later step's event (a row of another table linked to subject): into the box of each loop that
+ * waits for such events (evbox:{loop}:{table}:{kind}:{subject}, boxes: at most 8, each kept ttl_ms
+ * after its last event), and the instances waiting on wait_key now (strs). Wire 1; inside: ZADD and
+ * PEXPIRE per box, SMEMBERS. */
+int sk_store_event_post(sk_store *s, const char *wait_key, size_t wait_len,
+                        const char *const *boxes, const size_t *box_lens, size_t nboxes,
+                        const char *row, size_t row_len, int64_t score, int64_t ttl_ms,
+                        sk_store_callback cb, void *privdata);
+
+/* A WAITEV's suspension: if the loop's box (box) holds an event, the oldest is taken instead (n 1,
+ * str: its row id; nothing else is written, the lease stays); else as sk_store_park with wait_key
+ * (n 0). No event is lost between its arrival and the wait. Wire 1. */
+int sk_store_park_event(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                        const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
+                        const char *wait_key, size_t wait_len, const char *box, size_t box_len,
+                        const char *const *leave_keys, const size_t *leave_lens, size_t nleave,
+                        const char *worker, sk_store_callback cb, void *privdata);
+
 /* Takes an existing instance to run it: the lease (NX), then the snapshot, and the timer moved to
  * wake_at_ms. n: 1 taken (str/len: the snapshot), 0 leased by another worker (or by this one:
  * leases do not nest), 2 no such instance (it ended; a stray timer is removed). Wire 1; inside:

@@ -108,6 +108,7 @@ typedef struct shape_info {
 
 typedef struct evkind {
   uint32_t table, kind, subject_col; /* subject_col: string index or SK_NONE */
+  uint32_t loops[8], nloops;         /* the loops with a WAITEV on it (each has a box) */
 } evkind;
 
 typedef struct feedctx {
@@ -561,6 +562,57 @@ static act *areq_act(areq *q) {
   return a && a->gen == q->gen ? a : NULL;
 }
 
+/* ---- a later step's events: wait sets and boxes (keys.h WAIT "ev:...", EVBOX) ---- */
+
+#define EVBOX_TTL_MS (7LL * 24 * 3600 * 1000)
+
+/* "table:kind:subject" into a new buffer. */
+static char *event_part(const char *table, uint32_t kind, const sk_string *subject, size_t *len) {
+  char head[160];
+  int hn = snprintf(head, sizeof head, "%s:%s:", table, kind == SK_EVENT_INSERT ? "insert" : "update");
+  if (hn < 0 || (size_t)hn >= sizeof head) return NULL;
+  *len = (size_t)hn + subject->len;
+  char *p = malloc(*len + 1);
+  if (!p) return NULL;
+  memcpy(p, head, (size_t)hn);
+  memcpy(p + hn, subject->data, subject->len);
+  p[*len] = 0;
+  return p;
+}
+
+/* wait:ev:table:kind:subject (new buffer). */
+static char *event_wait_key(const sk_worker *w, const char *table, uint32_t kind, const sk_string *subject,
+                            size_t *len) {
+  size_t plen = 0;
+  char *part = event_part(table, kind, subject, &plen);
+  if (!part) return NULL;
+  char *ev = malloc(plen + 4);
+  char *key = NULL;
+  if (ev) {
+    memcpy(ev, "ev:", 3);
+    memcpy(ev + 3, part, plen);
+    size_t elen = plen + 3;
+    const char *parts[1] = {ev};
+    key = sk_key_format(w->prefix, SK_KEY_WAIT, parts, &elen, 1, len);
+  }
+  free(ev);
+  free(part);
+  return key;
+}
+
+/* evbox:loop:table:kind:subject (new buffer). */
+static char *event_box_key(const sk_worker *w, const char *loop, const char *table, uint32_t kind,
+                           const sk_string *subject, size_t *len) {
+  size_t plen = 0;
+  char *part = event_part(table, kind, subject, &plen);
+  if (!part) return NULL;
+  const char *parts[2] = {loop, part};
+  size_t lens[2] = {strlen(loop), plen};
+  char *key = sk_key_format(w->prefix, SK_KEY_EVBOX, parts, lens, 2, len);
+  free(part);
+  return key;
+}
+
 /* ---- parking and ending ---- */
 
 /* A wake time recorded in Redis: look at the timer set then. Only once the script that recorded
@@ -618,6 +670,73 @@ static void park(act *a, int64_t wake_at, const char *wait_key, size_t wait_len)
   free(snap);
 }
 
+static void on_parked_event(const sk_store_result *res, void *privdata) {
+  areq *q = privdata;
+  act *a = areq_act(q);
+  int64_t wake_at = q->wake_at;
+  free(q);
+  if (!a) return;
+  sk_worker *w = a->w;
+  if (!res->ok) {
+    log_msg(w, "error", "store.error", "%s", res->errstr);
+    act_drop(a);
+    return;
+  }
+  if (res->n == 1 && res->str) { /* the event came before the wait: take it and go on */
+    const sk_module *m = a->ver->m;
+    uint32_t insn = m->code[m->loops[a->inst->loop].code_first + a->inst->pc].insn;
+    const sk_event_rec *er = &m->events[m->loops[a->inst->loop].ev_first + SK_GETARG_Bx(insn)];
+    sk_string *rid = sk_str_new(res->str, res->len);
+    sk_exec_event(a->ver->vm, a->inst, 1, er->table, rid);
+    sk_str_unref(rid);
+    run(a);
+    return;
+  }
+  w->stats.parked++;
+  wake_recorded(a, wake_at);
+  act_drop(a);
+}
+
+/* A WAITEV: take an event from the loop's box if one came first, else wait for one (one script). */
+static void park_event(act *a, int64_t wake_at) {
+  sk_worker *w = a->w;
+  const sk_module *m = a->ver->m;
+  const sk_loop_rec *l = &m->loops[a->inst->loop];
+  uint32_t insn = m->code[l->code_first + a->inst->pc].insn;
+  const sk_event_rec *er = &m->events[l->ev_first + SK_GETARG_Bx(insn)];
+  const char *tname = sk_str(m, m->tables[er->table].name_str), *ln = sk_str(m, l->name_str);
+  size_t wlen = 0, blen = 0;
+  char *wait = event_wait_key(w, tname, er->kind, a->subject, &wlen);
+  char *box = event_box_key(w, ln, tname, er->kind, a->subject, &blen);
+  uint8_t *snap = NULL;
+  size_t snap_len = 0;
+  areq *q = areq_new(a);
+  const char *leave[2];
+  size_t leave_lens[2], nleave = 0;
+  if (a->leave_key && !(a->leave_len == wlen && wait && memcmp(a->leave_key, wait, wlen) == 0)) {
+    leave[nleave] = a->leave_key;
+    leave_lens[nleave++] = a->leave_len;
+  }
+  if (a->wait_key) {
+    leave[nleave] = a->wait_key;
+    leave_lens[nleave++] = a->wait_len;
+  }
+  int rc = -1;
+  if (wait && box && q && sk_snapshot_encode(m, a->inst, &snap, &snap_len) == 0) {
+    q->wake_at = wake_at;
+    w->stats.commands++;
+    rc = sk_store_park_event(w->store, ln, a->subject->data, a->subject->len, snap, snap_len, wake_at, wait,
+                             wlen, box, blen, leave, leave_lens, nleave, w->worker_id, on_parked_event, q);
+  }
+  free(snap);
+  free(wait);
+  free(box);
+  if (rc != 0) {
+    free(q);
+    act_drop(a);
+  }
+}
+
 static void on_finished(const sk_store_result *res, void *privdata) {
   areq *q = privdata;
   act *a = areq_act(q);
@@ -649,6 +768,12 @@ static void finish(act *a, uint32_t outcome, const char *reason) {
     free(q);
     act_drop(a);
   }
+}
+
+static void on_ignored(sk_redis *r, const sk_redis_result *res, void *privdata) {
+  (void)r;
+  (void)res;
+  (void)privdata;
 }
 
 static void on_dlq(sk_redis *r, const sk_redis_result *res, void *privdata) {
@@ -1121,6 +1246,7 @@ static void op_effect(void *ud, const sk_effect_call *call, sk_io *out) {
 
 /* Acts on what sk_exec (or a completed effect) said about a. */
 static void unborn_stop(act *a, sk_exec_status st);
+static void park_event(act *a, int64_t wake_at);
 
 static void handle(act *a, sk_exec_status st, sk_exec_result *r) {
   sk_worker *w = a->w;
@@ -1145,32 +1271,9 @@ static void handle(act *a, sk_exec_status st, sk_exec_result *r) {
     }
     park(a, r->wake_at, NULL, 0); /* a polled condition: the timer is its wake-up */
     return;
-  case SK_EXEC_WAITEV: {
-    const sk_module *m = a->ver->m;
-    uint32_t insn = m->code[l->code_first + a->inst->pc].insn;
-    const sk_event_rec *ev = &m->events[l->ev_first + SK_GETARG_Bx(insn)];
-    const char *tname = sk_str(m, m->tables[ev->table].name_str);
-    char head[160];
-    int hn = snprintf(head, sizeof head, "ev:%s:%s:", tname, ev->kind == SK_EVENT_INSERT ? "insert" : "update");
-    size_t plen = (size_t)hn + a->subject->len, klen = 0;
-    char *part = malloc(plen + 1);
-    if (!part) {
-      act_drop(a);
-      return;
-    }
-    memcpy(part, head, (size_t)hn);
-    memcpy(part + hn, a->subject->data, a->subject->len);
-    const char *parts[1] = {part};
-    char *key = sk_key_format(w->prefix, SK_KEY_WAIT, parts, &plen, 1, &klen);
-    free(part);
-    if (!key) {
-      act_drop(a);
-      return;
-    }
-    park(a, r->wake_at, key, klen);
-    free(key);
+  case SK_EXEC_WAITEV:
+    park_event(a, r->wake_at);
     return;
-  }
   case SK_EXEC_IO:
     if (a->pend == P_QUERY) issue_check(a);
     return; /* the answer runs it again */
@@ -1458,7 +1561,17 @@ static void adopt(act *a, const char *snap, size_t len) {
       const sk_event_rec *er = &m->events[l->ev_first + SK_GETARG_Bx(insn)];
       const char *tn = sk_str(m, m->tables[er->table].name_str);
       const char *cn = sk_str(w->m, w->m->tables[a->ev_table].name_str);
-      if (strcmp(tn, cn) == 0 && er->kind == a->ev_kind) sk_exec_event(v->vm, a->inst, 1, er->table, a->ev_row);
+      if (strcmp(tn, cn) == 0 && er->kind == a->ev_kind) {
+        sk_exec_event(v->vm, a->inst, 1, er->table, a->ev_row);
+        /* it took this event: out of its loop's box (else a later wait would take it again) */
+        size_t blen = 0;
+        char *box = event_box_key(w, sk_str(m, l->name_str), tn, er->kind, a->subject, &blen);
+        const char *argv[3] = {"ZREM", box, a->ev_row->data};
+        size_t lens[3] = {4, blen, a->ev_row->len};
+        w->stats.commands++;
+        if (!box || sk_redis_command(w->r, 3, argv, lens, on_ignored, NULL) != 0) w->stats.commands--;
+        free(box);
+      }
     }
   }
   run(a);
@@ -1629,19 +1742,16 @@ static void on_index_added(const sk_store_result *res, void *privdata) {
   evt_release(e);
 }
 
-static void on_event_waiters(sk_redis *rd, const sk_redis_result *res, void *privdata) {
-  (void)rd;
+static void on_event_waiters(const sk_store_result *res, void *privdata) {
   ereq *r = privdata;
   evt *e = r->e;
   sk_worker *w = e->w;
   free(r);
-  if (res->status != SK_REDIS_OK || res->reply->type != REDIS_REPLY_ARRAY) {
+  if (!res->ok) {
+    log_msg(w, "error", "store.error", "%s", res->errstr);
     e->failed = 1;
   } else {
-    for (size_t i = 0; i < res->reply->elements; i++) {
-      const redisReply *x = res->reply->element[i];
-      if (x->type == REDIS_REPLY_STRING) claim(w, x->str, x->len, e, e->table, e->kind, e->row, NULL, 0);
-    }
+    for (size_t i = 0; i < res->count; i++) claim(w, res->strs[i], res->lens[i], e, e->table, e->kind, e->row, NULL, 0);
   }
   evt_release(e);
 }
@@ -1724,7 +1834,7 @@ static void on_event_row(sk_redis *rd, const sk_redis_result *res, void *privdat
     }
     for (uint32_t k = 0; k < n; k++) sk_str_unref(vals[k]);
   }
-  /* the instances waiting for this event (WAITEV) */
+  /* the later steps waiting for this event (WAITEV): into each loop's box, and wake the waiters */
   for (uint32_t k = 0; k < w->nevkinds; k++) {
     const evkind *ek = &w->evkinds[k];
     if (ek->table != e->table || ek->kind != e->kind || !e->fc) continue;
@@ -1732,37 +1842,32 @@ static void on_event_row(sk_redis *rd, const sk_redis_result *res, void *privdat
                                                  : reply_field(x, obj, sk_str(m, ek->subject_col));
     if (!subject) continue;
     const char *tn = sk_str(m, m->tables[e->table].name_str);
-    char head[160];
-    int hn = snprintf(head, sizeof head, "ev:%s:%s:", tn, e->kind == SK_EVENT_INSERT ? "insert" : "update");
-    size_t plen = (size_t)hn + subject->len, klen = 0;
-    char *part = malloc(plen + 1);
-    char *key = NULL;
-    if (part) {
-      memcpy(part, head, (size_t)hn);
-      memcpy(part + hn, subject->data, subject->len);
-      const char *parts[1] = {part};
-      key = sk_key_format(w->prefix, SK_KEY_WAIT, parts, &plen, 1, &klen);
+    size_t wlen = 0, blens[8];
+    char *wait = event_wait_key(w, tn, e->kind, subject, &wlen), *boxes[8];
+    uint32_t nb = 0;
+    int ok = wait != NULL;
+    for (; nb < ek->nloops; nb++) {
+      boxes[nb] = event_box_key(w, sk_str(m, m->loops[ek->loops[nb]].name_str), tn, e->kind, subject, &blens[nb]);
+      ok &= boxes[nb] != NULL;
     }
-    free(part);
     sk_str_unref(subject);
-    ereq *r = key ? malloc(sizeof *r) : NULL;
-    if (!r) {
-      free(key);
-      e->failed = 1;
-      continue;
-    }
-    r->e = e;
-    r->key = NULL;
-    e->refs++;
-    const char *argv[2] = {"SMEMBERS", key};
-    size_t lens[2] = {8, klen};
-    w->stats.commands++;
-    if (sk_redis_command(w->r, 2, argv, lens, on_event_waiters, r) != 0) {
-      free(r);
-      e->refs--;
+    ereq *r = ok ? malloc(sizeof *r) : NULL;
+    if (r) {
+      r->e = e;
+      r->key = NULL;
+      e->refs++;
+      w->stats.commands++;
+      if (sk_store_event_post(w->store, wait, wlen, (const char *const *)boxes, blens, nb, e->row->data,
+                              e->row->len, vnow(w), EVBOX_TTL_MS, on_event_waiters, r) != 0) {
+        free(r);
+        e->refs--;
+        e->failed = 1;
+      }
+    } else {
       e->failed = 1;
     }
-    free(key);
+    free(wait);
+    for (uint32_t b = 0; b < nb; b++) free(boxes[b]);
   }
   json_decref(obj);
   evt_release(e);
@@ -2096,7 +2201,11 @@ sk_worker *sk_worker_new(struct event_base *base, const uint8_t *skb, size_t skb
         if (w->evkinds[k].table == er->table && w->evkinds[k].kind == er->kind &&
             w->evkinds[k].subject_col == er->subject_col_str)
           break;
-      if (k == w->nevkinds) w->evkinds[w->nevkinds++] = (evkind){er->table, er->kind, er->subject_col_str};
+      if (k == w->nevkinds) w->evkinds[w->nevkinds++] = (evkind){er->table, er->kind, er->subject_col_str, {0}, 0};
+      evkind *ek = &w->evkinds[k];
+      uint32_t j = 0;
+      while (j < ek->nloops && ek->loops[j] != li) j++;
+      if (j == ek->nloops && ek->nloops < 8) ek->loops[ek->nloops++] = li;
     }
   }
   w->r = sk_redis_new(base, w->url, o->redis);
