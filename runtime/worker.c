@@ -120,12 +120,17 @@ typedef struct feedctx {
 /* A feed event being processed: acknowledged when refs drops to 0, unless something failed. */
 typedef struct evt {
   struct sk_worker *w;
-  feedctx *fc;          /* NULL: a backfill row (nothing to acknowledge) */
+  feedctx *fc;          /* NULL: a backfilled row (nothing to acknowledge) */
   char *entry;          /* stream entry id, or NULL */
   sk_string *row;       /* the row id */
   uint32_t table, kind;
   int refs;
   int failed;
+  /* a failed event is processed again after a backoff (Redis restarting, a lease elsewhere): its
+     entry stays unacknowledged meanwhile */
+  int attempts;
+  struct event *retry_ev;
+  struct evt *rnext, *rprev;
 } evt;
 
 typedef struct row {
@@ -212,6 +217,7 @@ struct sk_worker {
   act **map;                /* inst key -> act, chained, power-of-two buckets */
   uint32_t map_cap, nactive;
   act *running;
+  evt *retrying;            /* failed events waiting for their next attempt */
   struct event *due_ev, *drain_ev;
   int64_t due_at;           /* wall ms of the next due look (INT64_MAX: none scheduled) */
   int due_inflight, due_again;
@@ -1319,16 +1325,56 @@ typedef struct breq {
   uint32_t loop;
 } breq;
 
+static void evt_free(evt *e) {
+  if (e->retry_ev) event_free(e->retry_ev);
+  free(e->entry);
+  sk_str_unref(e->row);
+  free(e);
+}
+
+static void evt_process(evt *e);
+
+static void evt_retry_fire(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  evt *e = arg;
+  sk_worker *w = e->w;
+  if (e->rprev) e->rprev->rnext = e->rnext;
+  else w->retrying = e->rnext;
+  if (e->rnext) e->rnext->rprev = e->rprev;
+  e->rnext = e->rprev = NULL;
+  if (w->draining || !e->fc->feed) { /* not acknowledged: the next start has it */
+    evt_free(e);
+    check_drained(w);
+    return;
+  }
+  e->refs = 1;
+  e->failed = 0;
+  evt_process(e);
+}
+
 static void evt_release(evt *e) {
   if (--e->refs > 0) return;
   sk_worker *w = e->w;
+  if (e->failed && e->fc && e->fc->feed && !w->draining) {
+    /* again after 250 ms, doubling to 30 s: the entry stays pending until then */
+    int64_t d = e->attempts < 7 ? 250LL << e->attempts : 30000;
+    e->attempts++;
+    if (!e->retry_ev) e->retry_ev = evtimer_new(w->base, evt_retry_fire, e);
+    if (e->retry_ev) {
+      struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
+      evtimer_add(e->retry_ev, &tv);
+      e->rnext = w->retrying;
+      if (w->retrying) w->retrying->rprev = e;
+      w->retrying = e;
+      return;
+    }
+  }
   if (e->fc && e->fc->feed && !e->failed) {
     if (e->entry) sk_feed_ack(e->fc->feed, e->entry);
     else sk_feed_ack_row(e->fc->feed, e->row->data);
   }
-  free(e->entry);
-  sk_str_unref(e->row);
-  free(e);
+  evt_free(e);
   check_drained(w);
 }
 
@@ -1881,6 +1927,34 @@ static int table_needs_row(const sk_worker *w, uint32_t table, uint32_t kind) {
   return 0;
 }
 
+/* Starts, indexes and wakes for event e (refs 1, released here). */
+static void evt_process(evt *e) {
+  sk_worker *w = e->w;
+  const sk_module *m = w->m;
+  if (e->fc) {
+    for (uint32_t li = 0; li < m->nloops; li++) {
+      const sk_loop_rec *l = &m->loops[li];
+      const sk_event_rec *ev = &m->events[l->ev_first + l->trigger];
+      if (ev->table == e->table && ev->kind == e->kind) begin(w, e, li);
+    }
+  }
+  if (table_needs_row(w, e->table, e->kind)) {
+    size_t klen = 0;
+    char *key = row_key(m, e->table, e->row, &klen);
+    int json = m->tables[e->table].format == SK_FORMAT_JSON;
+    const char *argv[2] = {json ? "GET" : "HGETALL", key};
+    size_t lens[2] = {json ? 3 : 7, klen};
+    e->refs++;
+    w->stats.commands++;
+    if (!key || sk_redis_command(w->r, 2, argv, lens, on_event_row, e) != 0) {
+      e->refs--;
+      e->failed = 1;
+    }
+    free(key);
+  }
+  evt_release(e);
+}
+
 /* A row of table was inserted or updated: start, index, wake. fc NULL: a backfilled row. */
 static void process_row(sk_worker *w, feedctx *fc, uint32_t table, uint32_t kind, const char *row_id,
                         size_t row_len, const char *entry_id) {
@@ -1894,29 +1968,7 @@ static void process_row(sk_worker *w, feedctx *fc, uint32_t table, uint32_t kind
   e->row = sk_str_new(row_id, row_len);
   e->entry = entry_id ? strdup(entry_id) : NULL;
   w->stats.events++;
-  const sk_module *m = w->m;
-  if (fc) {
-    for (uint32_t li = 0; li < m->nloops; li++) {
-      const sk_loop_rec *l = &m->loops[li];
-      const sk_event_rec *ev = &m->events[l->ev_first + l->trigger];
-      if (ev->table == table && ev->kind == kind) begin(w, e, li);
-    }
-  }
-  if (table_needs_row(w, table, kind)) {
-    size_t klen = 0;
-    char *key = row_key(m, table, e->row, &klen);
-    int json = m->tables[table].format == SK_FORMAT_JSON;
-    const char *argv[2] = {json ? "GET" : "HGETALL", key};
-    size_t lens[2] = {json ? 3 : 7, klen};
-    e->refs++;
-    w->stats.commands++;
-    if (!key || sk_redis_command(w->r, 2, argv, lens, on_event_row, e) != 0) {
-      e->refs--;
-      e->failed = 1;
-    }
-    free(key);
-  }
-  evt_release(e);
+  evt_process(e);
 }
 
 static void on_feed_event(sk_feed *feed, const char *table, sk_feed_op op, const char *row_id,
@@ -2314,6 +2366,11 @@ void sk_worker_drain(sk_worker *w, void (*done)(void *ud), void *ud) {
     w->feeds[i].feed = NULL;
   }
   if (w->due_ev) evtimer_del(w->due_ev);
+  while (w->retrying) { /* not acknowledged: the next start has them */
+    evt *e = w->retrying;
+    w->retrying = e->rnext;
+    evt_free(e);
+  }
   if (!w->drain_ev) w->drain_ev = evtimer_new(w->base, drain_tick, w);
   check_drained(w);
 }
@@ -2340,6 +2397,11 @@ void sk_worker_free(sk_worker *w) {
     if (!a) continue;
     a->recheck = 0;
     act_drop(a);
+  }
+  while (w->retrying) {
+    evt *e = w->retrying;
+    w->retrying = e->rnext;
+    evt_free(e);
   }
   sk_store_free(w->store);
   sk_redis_free(w->r); /* calls back what is in flight: the acts are gone, so nothing runs */
