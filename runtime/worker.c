@@ -157,6 +157,7 @@ typedef struct act {
   uint64_t khash;
   struct act *hnext;
   int pend;
+  int64_t leased_at;        /* wall ms the lease was last taken or renewed (act_new: about then) */
   int recheck;              /* woken while in memory: look again before leaving */
   int unborn;               /* a new instance run in memory up to its first wait, not yet in
                                Redis: it may read, never act (see begin) */
@@ -218,7 +219,7 @@ struct sk_worker {
   uint32_t map_cap, nactive;
   act *running;
   evt *retrying;            /* failed events waiting for their next attempt */
-  struct event *due_ev, *drain_ev;
+  struct event *due_ev, *drain_ev, *renew_ev;
   int64_t due_at;           /* wall ms of the next due look (INT64_MAX: none scheduled) */
   int due_inflight, due_again;
   uint64_t wire_closed;     /* commands sent by feeds closed since (drain) */
@@ -454,6 +455,7 @@ static act *act_new(sk_worker *w, const char *ikey, size_t ikey_len) {
   if (!a) return NULL;
   a->w = w;
   a->gen = ++w->gen;
+  a->leased_at = wall_ms();
   a->ikey = malloc(ikey_len + 1);
   if (!a->ikey) {
     free(a);
@@ -2170,6 +2172,58 @@ static void backfill(sk_worker *w) {
   }
 }
 
+/* ---- leases of long runs: an instance in memory longer than half its lease (a send waiting in
+   the rate limiter's queue, a slow provider) renews it, and moves its timer with it ---- */
+
+static const char renew_script[] =
+    "if redis.call('GET',KEYS[1])~=ARGV[1] then return 0 end "
+    "redis.call('PEXPIRE',KEYS[1],ARGV[2]) redis.call('ZADD',KEYS[2],'XX',ARGV[3],KEYS[3]) return 1";
+
+static void on_renewed(sk_redis *r, const sk_redis_result *res, void *privdata) {
+  (void)r;
+  areq *q = privdata;
+  act *a = areq_act(q);
+  free(q);
+  if (a && res->status == SK_REDIS_OK && res->reply->type == REDIS_REPLY_INTEGER && res->reply->integer == 0)
+    log_msg(a->w, "warn", "lease.lost", "instance %s: its lease was taken over while it ran; a send it repeats "
+            "carries the same idempotency key", a->ikey);
+}
+
+static void renew_tick(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  sk_worker *w = arg;
+  int64_t now = wall_ms();
+  size_t tlen = 0;
+  char *timers = sk_key_format(w->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &tlen);
+  char ttl[24], end[24];
+  snprintf(ttl, sizeof ttl, "%d", w->o.lease_ms);
+  snprintf(end, sizeof end, "%" PRId64, lease_end_v(w));
+  for (uint32_t i = 0; timers && i < w->acts.n; i++) {
+    act *a = w->acts.v[i];
+    if (!a || !a->inst || a->unborn || now - a->leased_at < w->o.lease_ms / 2) continue;
+    const char *ln = sk_str(a->ver->m, a->ver->m->loops[a->inst->loop].name_str);
+    const char *parts[2] = {ln, a->subject->data};
+    size_t lens[2] = {strlen(ln), a->subject->len}, llen = 0;
+    char *lease = sk_key_format(w->prefix, SK_KEY_LEASE, parts, lens, 2, &llen);
+    areq *q = lease ? areq_new(a) : NULL;
+    const char *argv[] = {"EVAL", renew_script, "3", lease, timers, a->ikey, w->worker_id, ttl, end};
+    size_t alens[] = {4, sizeof renew_script - 1, 1, llen, tlen, a->ikey_len, strlen(w->worker_id), strlen(ttl), strlen(end)};
+    if (q && sk_redis_command(w->r, 9, argv, alens, on_renewed, q) == 0) {
+      w->stats.commands++;
+      a->leased_at = now;
+    } else {
+      free(q);
+    }
+    free(lease);
+  }
+  free(timers);
+  if (!w->draining || w->nactive) {
+    struct timeval tv = {(time_t)(w->o.lease_ms / 4 / 1000), (suseconds_t)(w->o.lease_ms / 4 % 1000) * 1000};
+    evtimer_add(w->renew_ev, &tv);
+  }
+}
+
 /* ---- lifetime ---- */
 
 static void on_code_stored(sk_redis *r, const sk_redis_result *res, void *privdata) {
@@ -2331,6 +2385,11 @@ int sk_worker_start(sk_worker *w, char *err, size_t errlen) {
   }
   w->started = 1;
   schedule_due(w, wall_ms());
+  w->renew_ev = evtimer_new(w->base, renew_tick, w);
+  if (w->renew_ev) {
+    struct timeval tv = {(time_t)(w->o.lease_ms / 4 / 1000), (suseconds_t)(w->o.lease_ms / 4 % 1000) * 1000};
+    evtimer_add(w->renew_ev, &tv);
+  }
   return 0;
 }
 
@@ -2408,6 +2467,7 @@ void sk_worker_free(sk_worker *w) {
   free(w->feeds);
   if (w->due_ev) event_free(w->due_ev);
   if (w->drain_ev) event_free(w->drain_ev);
+  if (w->renew_ev) event_free(w->renew_ev);
   for (uint32_t s = 0; w->shapes && s < w->m->nshapes; s++) {
     for (uint32_t c = 0; c < w->shapes[s].ncols; c++) free(w->shapes[s].cols[c]);
     free(w->shapes[s].cols);
