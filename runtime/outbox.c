@@ -5,7 +5,9 @@
  * link()ed to `<key>.eml`. link() fails with EEXIST when the key was sent before (a resend after a
  * crash), and the first file stays as it is: a file that exists is complete, and there is never
  * more than one per key. The folder is fsync'ed after the link so the name survives a power cut.
- * A file system error is transient (the policy retries it): a full disk may be freed.
+ * A file system error is transient (the policy retries it): a full disk may be freed. The temporary
+ * files of a writer killed before its link are removed when an outbox opens the folder (those of a
+ * process that no longer exists).
  *
  * The message: From, To, Subject (RFC 2047 encoded when not ASCII), Date, Message-ID
  * (<key@skene.invalid>), X-Skene-Idempotency-Key, X-Skene-Loop, X-Skene-Subject, Reply-To, then a
@@ -16,7 +18,9 @@
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,6 +322,36 @@ static const sk_sender_ops outbox_ops = {"outbox", ob_send, ob_in_flight, ob_fre
 
 size_t sk_outbox_duplicates(const sk_sender *s) { return ((const outbox *)s)->duplicates; }
 
+/* Temporary files of a writer that died between writing and linking (kill -9): ".<key>.<pid>.<n>.tmp"
+   whose process is gone. Another live worker's are left alone. Returns how many went. */
+static size_t sweep_tmp(int dirfd) {
+  int fd = dup(dirfd);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  size_t n = 0;
+  if (!d) {
+    if (fd >= 0) close(fd);
+    return 0;
+  }
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *name = e->d_name;
+    size_t len = strlen(name);
+    if (name[0] != '.' || len < 8 || strcmp(name + len - 4, ".tmp") != 0) continue;
+    /* the pid is the field before the counter: .key.PID.N.tmp */
+    const char *end = name + len - 4, *dot2 = end;
+    while (dot2 > name && *--dot2 != '.') {}
+    const char *dot1 = dot2;
+    while (dot1 > name && *--dot1 != '.') {}
+    if (dot1 <= name) continue;
+    long pid = strtol(dot1 + 1, NULL, 10);
+    if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
+      if (unlinkat(dirfd, name, 0) == 0) n++;
+    }
+  }
+  closedir(d);
+  return n;
+}
+
 sk_sender *sk_outbox_new(struct event_base *base, const char *dir, const char *default_from,
                          char *err, size_t errlen) {
   if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
@@ -345,5 +379,6 @@ sk_sender *sk_outbox_new(struct event_base *base, const char *dir, const char *d
   o->base.ops = &outbox_ops;
   o->ev = base;
   o->dirfd = fd;
+  sweep_tmp(fd);
   return &o->base;
 }

@@ -49,15 +49,13 @@ typedef struct runctx {
 static void log_stats(runctx *c, const char *event) {
   sk_worker_stats s;
   sk_worker_get_stats(c->w, &s);
-  fprintf(stdout, "{\"level\":\"info\",\"event\":\"%s\",\"worker\":\"%s\",\"events\":%llu,"
-                  "\"started\":%llu,\"claimed\":%llu,\"ended\":%llu,\"parked\":%llu,\"failed\":%llu,"
-                  "\"commands\":%llu,\"wire_commands\":%llu,\"active\":%zu,\"outbox_duplicates\":%zu}\n",
-          event, c->worker_id, (unsigned long long)s.events, (unsigned long long)s.started,
-          (unsigned long long)s.claimed, (unsigned long long)s.ended, (unsigned long long)s.parked,
-          (unsigned long long)s.failed, (unsigned long long)s.commands, (unsigned long long)s.wire,
-          sk_worker_active(c->w),
-          c->email && strcmp(c->email->ops->name, "outbox") == 0 ? sk_outbox_duplicates(c->email) : 0);
-  fflush(stdout);
+  sk_worker_log(c->w, "info", event,
+                ",\"events\":%llu,\"started\":%llu,\"claimed\":%llu,\"ended\":%llu,\"parked\":%llu,"
+                "\"failed\":%llu,\"commands\":%llu,\"wire_commands\":%llu,\"active\":%zu,\"outbox_duplicates\":%zu",
+                (unsigned long long)s.events, (unsigned long long)s.started, (unsigned long long)s.claimed,
+                (unsigned long long)s.ended, (unsigned long long)s.parked, (unsigned long long)s.failed,
+                (unsigned long long)s.commands, (unsigned long long)s.wire, sk_worker_active(c->w),
+                c->email && strcmp(c->email->ops->name, "outbox") == 0 ? sk_outbox_duplicates(c->email) : 0);
 }
 
 static void on_usr1(evutil_socket_t sig, short what, void *arg) {
@@ -76,16 +74,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
   (void)what;
   runctx *c = arg;
   if (++c->signals == 1) {
-    fprintf(stdout, "{\"level\":\"info\",\"event\":\"worker.drain\",\"signal\":\"%s\",\"active\":%zu}\n",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT", sk_worker_active(c->w));
-    fflush(stdout);
+    sk_worker_log(c->w, "info", "worker.drain", ",\"signal\":\"%s\",\"active\":%zu",
+                  sig == SIGTERM ? "SIGTERM" : "SIGINT", sk_worker_active(c->w));
     sk_worker_drain(c->w, on_drained, c);
     return;
   }
-  fprintf(stdout, "{\"level\":\"warn\",\"event\":\"worker.exit\",\"signal\":\"%s\",\"message\":\"second signal: "
-                  "exiting at once; the instances in memory resume from Redis\"}\n",
-          sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  fflush(stdout);
+  sk_worker_log(c->w, "warn", "worker.exit",
+                ",\"signal\":\"%s\",\"message\":\"second signal: exiting at once; the instances in memory "
+                "resume from Redis\"",
+                sig == SIGTERM ? "SIGTERM" : "SIGINT");
   _exit(RUN_EXIT_SIGNAL);
 }
 
@@ -271,7 +268,7 @@ static void on_batches_listed(sk_redis *r, const sk_redis_result *res, void *pri
 
 /* Batches recorded in the last 24 hours go back into the sender, so that a member retried after a
    crash sends its batch again as it was, under the same key. Runs the loop until done. */
-static int adopt_batches(struct event_base *base, sk_redis *r, sk_sender *sender, const char *prefix) {
+static int adopt_batches(struct event_base *base, sk_redis *r, sk_sender *sender, const char *prefix, sk_worker *w) {
   adoption ad = {base, sender, prefix, r, 1, 0, 0};
   size_t zlen = 0;
   char *zkey = sk_key_format(prefix, SK_KEY_BATCHES, NULL, NULL, 0, &zlen);
@@ -288,8 +285,8 @@ static int adopt_batches(struct event_base *base, sk_redis *r, sk_sender *sender
   free(zkey);
   event_base_dispatch(base);
   if (ad.adopted || ad.failed)
-    fprintf(stdout, "{\"level\":\"info\",\"event\":\"resend.batches\",\"adopted\":%d,\"unreadable\":%d}\n",
-            ad.adopted, ad.failed);
+    sk_worker_log(w, ad.failed ? "warn" : "info", "resend.batches", ",\"adopted\":%d,\"unreadable\":%d", ad.adopted,
+                  ad.failed);
   return 0;
 }
 
@@ -516,7 +513,7 @@ int sk_run_main(int argc, char **argv) {
   runctx c = {base, NULL, 0, 0, NULL, NULL};
   c.w = sk_worker_new(base, skb, skb_len, &wo, err, sizeof err);
   int rc = 0;
-  if (c.w && side && adopt_batches(base, side, email, prefix) != 0) {
+  if (c.w && side && adopt_batches(base, side, email, prefix, c.w) != 0) {
     fprintf(stderr, "skene-vm: cannot read the recorded Resend batches: %s\n", sk_redis_errstr(side));
     rc = RUN_EXIT_CONFIG;
   } else if (!c.w || sk_worker_start(c.w, err, sizeof err) != 0) {
@@ -533,10 +530,9 @@ int sk_run_main(int argc, char **argv) {
     evsignal_add(si, NULL);
     char hex[17];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)m->hash);
-    fprintf(stdout, "{\"level\":\"info\",\"event\":\"worker.start\",\"worker\":\"%s\",\"bytecode\":\"%s\","
-                    "\"loops\":%u,\"tables\":%u,\"email\":\"%s\",\"time_scale\":%g,\"pid\":%ld}\n",
-            worker_id, hex, m->nloops, m->ntables, email ? email->ops->name : "none", scale, (long)getpid());
-    fflush(stdout);
+    sk_worker_log(c.w, "info", "worker.start",
+                  ",\"bytecode\":\"%s\",\"loops\":%u,\"tables\":%u,\"email\":\"%s\",\"time_scale\":%g,\"pid\":%ld",
+                  hex, m->nloops, m->ntables, email ? email->ops->name : "none", scale, (long)getpid());
     event_base_dispatch(base);
     log_stats(&c, "worker.stop");
     event_free(su);

@@ -294,6 +294,20 @@ static void log_msg(sk_worker *w, const char *level, const char *event, const ch
   log_end(w, &b);
 }
 
+void sk_worker_log(sk_worker *w, const char *level, const char *event, const char *fmt, ...) {
+  sbuf b = {0};
+  char members[2048] = "";
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(members, sizeof members, fmt, ap);
+    va_end(ap);
+  }
+  log_begin(w, &b, level, event);
+  sb_puts(&b, members);
+  log_end(w, &b);
+}
+
 static const char *outcome_name(uint32_t o) {
   static const char *const names[] = {"completed", "timed_out", "skipped", "failed"};
   return o < 4 ? names[o] : "unknown";

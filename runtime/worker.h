@@ -84,6 +84,11 @@ int sk_worker_start(sk_worker *w, char *err, size_t errlen);
  * and calls done once every instance in memory has recorded its state and every send answered. */
 void sk_worker_drain(sk_worker *w, void (*done)(void *ud), void *ud);
 
+/* Writes one log line as the worker writes its own: {"ts":...,"level":level,"worker":id,
+ * "event":event then the members fmt formats (",\"k\":v..." JSON, already escaped), "}". */
+void sk_worker_log(sk_worker *w, const char *level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Instances running in memory now. */
 size_t sk_worker_active(const sk_worker *w);
 

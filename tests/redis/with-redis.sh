@@ -177,7 +177,7 @@ for attempt in $(seq 1 20); do
     } >"$dir/redis.conf"
     rm -f "$dir/redis.pid" "$dir/redis.log"
     # In a subshell, so that a test killing the server with SIGKILL does not make bash report it.
-    (redis-server "$dir/redis.conf" </dev/null >"$dir/redis.out" 2>&1 || true) &
+    (redis-server "$dir/redis.conf" </dev/null >"$dir/redis.out" 2>&1 || true) 2>/dev/null &
     server_pid=$!
     for _ in $(seq 1 100); do
         if ! kill -0 "$server_pid" 2>/dev/null; then
