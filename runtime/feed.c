@@ -1421,3 +1421,17 @@ size_t sk_feed_outstanding(const sk_feed *f) {
 unsigned sk_feed_passes(const sk_feed *f) { return f->passes; }
 
 uint64_t sk_feed_commands_sent(const sk_feed *f) { return f->rconn != NULL ? sk_redis_commands_sent(f->rconn) : 0; }
+
+void sk_feed_claim_soon(sk_feed *f, int delay_ms) {
+  if (f->o.kind != SK_FEED_STREAM || f->claim_count > 0 || f->free_pending)
+    return;
+  struct timeval left;
+  if (evtimer_pending(f->claim_ev, &left)) {
+    struct timeval now;
+    evutil_gettimeofday(&now, NULL);
+    long long ms = (long long)(left.tv_sec - now.tv_sec) * 1000 + (left.tv_usec - now.tv_usec) / 1000;
+    if (ms <= delay_ms)
+      return;
+  }
+  arm(f->claim_ev, delay_ms);
+}

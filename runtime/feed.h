@@ -132,6 +132,10 @@ size_t sk_feed_outstanding(const sk_feed *feed);
 /* Scan, keyspace: full passes finished since sk_feed_new (for tests and metrics). */
 unsigned sk_feed_passes(const sk_feed *feed);
 
+/* Stream: look for dead consumers' entries within delay_ms (sooner than the claim interval), e.g.
+ * once the caller has seen a worker die. Nothing for other feeds, or when a claim is in flight. */
+void sk_feed_claim_soon(sk_feed *feed, int delay_ms);
+
 /* Commands written on the feed's own connection (blocking reads, subscriptions, AUTH): with
  * sk_redis_commands_sent of the caller's connection, what the feed costs on the wire. */
 uint64_t sk_feed_commands_sent(const sk_feed *feed);

@@ -159,6 +159,7 @@ typedef struct act {
   int pend;
   int64_t leased_at;        /* wall ms the lease was last taken or renewed (act_new: about then) */
   int recheck;              /* woken while in memory: look again before leaving */
+  int from_due;             /* claimed from the timer set */
   int unborn;               /* a new instance run in memory up to its first wait, not yet in
                                Redis: it may read, never act (see begin) */
   evt *born_ev;             /* the event that starts it, while unborn */
@@ -223,6 +224,7 @@ struct sk_worker {
   int64_t due_at;           /* wall ms of the next due look (INT64_MAX: none scheduled) */
   int due_inflight, due_again;
   uint64_t wire_closed;     /* commands sent by feeds closed since (drain) */
+  int64_t dead_seen_at;     /* wall ms a dead worker's instance was last found (0: never) */
   uint32_t gen;
   int started, draining;
   void (*drain_done)(void *);
@@ -1266,6 +1268,20 @@ static void op_effect(void *ud, const sk_effect_call *call, sk_io *out) {
 
 /* ---- running ---- */
 
+/* An instance taken from the timer set stops again before its own wake time: the timer was the end
+   of another worker's lease, so that worker died. Its unacknowledged stream entries (first
+   projects, sign-ups) are then claimed as soon as they may be, not at the next claim interval. */
+static void dead_worker_seen(sk_worker *w) {
+  int64_t now = wall_ms();
+  int idle = w->o.claim_idle_ms > 0 ? w->o.claim_idle_ms : 60000;
+  if (w->dead_seen_at && now - w->dead_seen_at < idle) return;
+  w->dead_seen_at = now;
+  log_msg(w, "info", "worker.dead_seen", "an instance came back through the end of a lease (a worker stopped "
+          "without recording it); unacknowledged stream entries are claimed within %d ms", idle);
+  for (uint32_t i = 0; i < w->nfeeds; i++)
+    if (w->feeds[i].feed) sk_feed_claim_soon(w->feeds[i].feed, idle);
+}
+
 /* Acts on what sk_exec (or a completed effect) said about a. */
 static void unborn_stop(act *a, sk_exec_status st);
 static void park_event(act *a, int64_t wake_at);
@@ -1276,6 +1292,11 @@ static void handle(act *a, sk_exec_status st, sk_exec_result *r) {
   if (a->unborn) {
     unborn_stop(a, st);
     return;
+  }
+  if (a->from_due && ((st == SK_EXEC_AWAIT && r->key) || st == SK_EXEC_SLEEP || st == SK_EXEC_WAITEV) &&
+      r->wake_at != SK_TIME_NONE && r->wake_at > vnow(w) + (int64_t)(1000 * w->scale)) {
+    a->from_due = 0;
+    dead_worker_seen(w);
   }
   switch (st) {
   case SK_EXEC_END:
@@ -2018,7 +2039,10 @@ static void on_due(const sk_store_result *res, void *privdata) {
     return;
   }
   for (size_t i = 0; i < res->count; i++) {
-    if (!map_find(w, res->strs[i], res->lens[i])) claim(w, res->strs[i], res->lens[i], NULL, 0, 0, NULL, NULL, 0);
+    if (map_find(w, res->strs[i], res->lens[i])) continue;
+    claim(w, res->strs[i], res->lens[i], NULL, 0, 0, NULL, NULL, 0);
+    act *a = map_find(w, res->strs[i], res->lens[i]);
+    if (a) a->from_due = 1;
   }
   int64_t next = wall_ms() + w->o.due_interval_ms;
   if (res->count >= DUE_BATCH || w->due_again) next = wall_ms(); /* more are due */
