@@ -255,6 +255,17 @@ static void classify_failure(const char *who, int resend_api, const sk_http_resp
     error_body(r, name, sizeof name, msg, sizeof msg);
     if (st == 409 && strcmp(name, "concurrent_idempotent_requests") == 0)
       io->transient = 1;
+    if (st == 409 && strcmp(name, "invalid_idempotent_request") == 0) {
+      /* The key was used before with another body: the email went out under it already (a worker
+         that crashed after Resend accepted it, restarted, and rendered it again from a row that
+         has changed since). The key is this effect's alone, so the effect is done: delivered
+         once. Said in the reason, which the worker logs as a note. */
+      io->ok = 1;
+      io->transient = 0;
+      set_reason(io, secret, "%s: already sent under this idempotency key with other content (rendered "
+                 "again after a restart); not sent again", who);
+      return;
+    }
   }
   if (io->transient)
     io->retry_after_ms = retry_after_ms(r);

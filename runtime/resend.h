@@ -48,8 +48,11 @@
  *                            date), reason "resend: HTTP 429 rate_limit_exceeded: <message>"
  *   409 concurrent_idempotent_requests (resend)   transient (the first request is still running)
  *   no response              transient: "resend: <what went wrong>" (connect, TLS, timeout, reset)
+ *   409 invalid_idempotent_request (resend)   ok: the key was used with other content, so this
+ *                            email was sent before (rendered again after a crash from a row that
+ *                            changed); io->reason says so and io->result is NULL
  *   other 3xx and 4xx        permanent: "resend: HTTP 422 validation_error: <Resend's message>",
- *                            "webhook: HTTP 404" (409 invalid_idempotent_request is one: a bug)
+ *                            "webhook: HTTP 404"
  * The API key never appears in a reason or an error message (it is scrubbed if echoed).
  *
  * Ownership and costs: a send copies what it needs from the call (its body, about the size of the

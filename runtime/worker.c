@@ -1226,6 +1226,7 @@ static void on_sent(const sk_io *io, void *privdata) {
   act *a = areq_act(q);
   free(q);
   if (!a) return;
+  if (io->ok && io->reason[0]) log_msg(a->w, "warn", "action.note", "instance %s: %s", a->ikey, io->reason);
   a->pend = P_NONE;
   sk_exec_result er;
   if (sk_exec_effect_done(a->ver->vm, a->inst, io, &er)) {
