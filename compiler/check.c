@@ -660,6 +660,13 @@ static void check_email_templates(ck *c, sk_cfg_effect *e, const sk_value *tv, c
     c->cfg->tmpls.n--;
     synth_text(c, tv, e->resend_id, &t);
     add_field(c, e, "template", t);
+    if (subject_v) { /* Resend takes a subject with a template: it replaces the template's own */
+      sk_text st;
+      if (text_of(c, subject_v, "'subject'", &st)) {
+        resolve_text(c, &st, s);
+        add_field(c, e, "subject", st);
+      }
+    }
     for (size_t i = 0; i < e->personalization.n; i++)
       add_field(c, e, sk_arena_printf(c->arena, "var.%s", e->personalization.v[i].name), e->personalization.v[i].text);
     return;

@@ -688,6 +688,11 @@ static void json_effect(sbuf *b, const sk_effect_call *c, const char *email_from
       sb_jstr(b, reply);
     }
     if (tid) {
+      const sk_string *subject = field(c, "subject");
+      if (subject) { /* replaces the template's own */
+        sb_key(b, "subject");
+        sb_jstr(b, subject);
+      }
       sb_key(b, "template");
       sb_jstr(b, tid);
       sb_key(b, "variables");

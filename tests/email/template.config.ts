@@ -1,5 +1,6 @@
 // tests/email: an email of a template stored in Resend (`resend:<id>`), with the fields such an email
-// carries besides the template: its own `from`, a `replyTo`, personalization (Resend's template
+// carries besides the template: its own `from`, a `subject` (which replaces the template's), a
+// `replyTo`, personalization (Resend's template
 // variables) and tags. Sent to every new user, at once (no condition).
 import { defineLoop } from '@skene/sdk';
 
@@ -14,6 +15,7 @@ export default defineLoop({
       provider: 'resend',
       template: 'resend:3f1c9a7e-2b4d-4e8f-9a6b-5c7d8e9f0a1b',
       from: 'Acme Team <team@acme.example>',
+      subject: 'Welcome aboard, {{user.name}}',
       replyTo: 'support@acme.example',
       personalization: {
         name: "{{user.name | default: 'there'}}",
