@@ -104,6 +104,7 @@ function asSimulated(email) {
   const out = { to: email.to, from: email.from === undefined ? null : email.from };
   if (email.reply_to !== undefined) out.reply_to = email.reply_to;
   if (email.template !== undefined) {
+    if (email.subject !== undefined) out.subject = email.subject;
     out.template = email.template.id;
     out.variables = email.template.variables;
   } else {
