@@ -43,6 +43,7 @@ typedef struct runctx {
   int drained;
   sk_sender *email;
   const char *worker_id;
+  sk_redis *side; /* the senders' connection, counted with the worker's */
 } runctx;
 
 /* The worker's counters as one log line (at the end, and on SIGUSR1 for benchmarks). */
@@ -54,7 +55,8 @@ static void log_stats(runctx *c, const char *event) {
                 "\"failed\":%llu,\"commands\":%llu,\"wire_commands\":%llu,\"active\":%zu,\"outbox_duplicates\":%zu",
                 (unsigned long long)s.events, (unsigned long long)s.started, (unsigned long long)s.claimed,
                 (unsigned long long)s.ended, (unsigned long long)s.parked, (unsigned long long)s.failed,
-                (unsigned long long)s.commands, (unsigned long long)s.wire, sk_worker_active(c->w),
+                (unsigned long long)s.commands,
+                (unsigned long long)(s.wire + (c->side ? sk_redis_commands_sent(c->side) : 0)), sk_worker_active(c->w),
                 c->email && strcmp(c->email->ops->name, "outbox") == 0 ? sk_outbox_duplicates(c->email) : 0);
 }
 
@@ -291,6 +293,8 @@ static int adopt_batches(struct event_base *base, sk_redis *r, sk_sender *sender
 }
 
 int sk_run_main(int argc, char **argv) {
+  /* SIGUSR1 asks for the counters once the loop runs; before that it must not kill the worker */
+  signal(SIGUSR1, SIG_IGN);
   const char *file = NULL, *worker_id = getenv("SKENE_WORKER"), *faults_file = NULL;
   double scale = 1, lease = 30000, claim_idle = 0, due = 0;
   int backfill = 0;
@@ -510,7 +514,7 @@ int sk_run_main(int argc, char **argv) {
   wo.webhook = webhook;
   wo.log = stdout;
   wo.faults = faults_file ? &faults : NULL;
-  runctx c = {base, NULL, 0, 0, NULL, NULL};
+  runctx c = {base, NULL, 0, 0, NULL, NULL, side};
   c.w = sk_worker_new(base, skb, skb_len, &wo, err, sizeof err);
   int rc = 0;
   if (c.w && side && adopt_batches(base, side, email, prefix, c.w) != 0) {

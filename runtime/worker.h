@@ -96,7 +96,9 @@ typedef struct sk_worker_stats {
   uint64_t events, started, claimed, ended, parked, failed;
   uint64_t commands;   /* commands the worker itself asked for (each store script is one) */
   uint64_t wire;       /* commands written to Redis on all its connections (feeds' reads and
-                          acknowledgements, retries and AUTH included): what Upstash bills */
+                          acknowledgements, retries and AUTH included): what Upstash bills. The
+                          senders' connection (rate limit, recorded batches) is run.c's: its
+                          worker.stats lines add it */
 } sk_worker_stats;
 void sk_worker_get_stats(const sk_worker *w, sk_worker_stats *out);
 

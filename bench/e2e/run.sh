@@ -8,7 +8,7 @@
 #      the last .eml file; Redis commands per activated user, on the wire (the worker's own count of
 #      what it wrote, which is what Upstash bills: a script is one command) and as INFO commandstats
 #      counts them (every command a script runs counts again).
-#   3. idle: nothing happens for S seconds (default 240): commands per idle hour per worker,
+#   3. idle: nothing happens for S seconds (default 600): commands per idle hour per worker,
 #      extrapolated from the window (the worker's own count and INFO commandstats).
 #   4. memory: sign-ups that never activate (5-minute timeout, real time) pile up to W waiting
 #      instances (default 100,000): the worker's resident memory at 1,000, 10,000 and W waiting.
@@ -42,7 +42,7 @@ build=$1
 shift
 # shellcheck source=../lib.sh
 . "$root/bench/lib.sh"
-write=0 n=50000 waiting=100000 idle=240
+write=0 n=50000 waiting=100000 idle=600
 while (($#)); do
   case $1 in
     --write) write=1 ;;
@@ -97,6 +97,7 @@ gen() { # gen users|actions FROM TO
 now_ms() { date +%s%3N; }
 log=$work/worker.log
 start_worker() { # start_worker OUTBOX SCALE
+  : >"$log" # a fresh log: its worker.start is this worker's (SIGUSR1 is sent only after it)
   REDIS_URL=$SKENE_TEST_REDIS_URL SKENE_EMAIL_FROM='Acme <hello@acme.example>' SKENE_OUTBOX=$1 \
     "$vm" run --worker bench --time-scale "$2" "$work/activation.skb" >>"$log" 2>"$work/worker.err" &
   wpid=$!
