@@ -190,7 +190,7 @@ static void join_surrogates(ctx *c, strb *b) {
       unsigned long h = 0xD000 | ((unsigned long)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
       unsigned long l = 0xD000 | ((unsigned long)(p[4] & 0x3F) << 6) | (p[5] & 0x3F);
       unsigned long cp = 0x10000 + ((h - 0xD800) << 10) + (l - 0xDC00);
-      char out[4];
+      char out[4] = {0, 0, 0, 0}; /* all four written: cp is astral */
       utf8_encode(cp, out);
       uint32_t at = b->m.v[r];
       for (int k = 0; k < 4; k++) {
