@@ -940,26 +940,38 @@ int sk_store_claim_check(sk_store *s, const char *loop, const char *subject, siz
   return send_op(s, OP_CLAIM_CHECK, SC_CLAIM_CHECK, 4, &a, cb, privdata);
 }
 
-int sk_store_park(sk_store *s, const char *loop, const char *subject, size_t subject_len,
-                  const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
-                  const char *wait_key, size_t wait_key_len, const char *const *leave_keys,
-                  const size_t *leave_lens, size_t nleave, const char *worker,
-                  sk_store_callback cb, void *privdata) {
-  args a = {0};
+/* The checks and the first keys of park and park_event: inst, timers, lease; wake := wake_at's text
+   ("" none). 0, or -1 with s->err. */
+static int park_head(sk_store *s, enum op_kind kind, const char *loop, const char *subject,
+                     size_t subject_len, int64_t wake_at_ms, size_t nleave, const char *worker,
+                     args *a, char wake[24]) {
   size_t n = 0;
-  char wake[24] = "";
-  if (check_inst(s, OP_PARK, loop, subject, subject_len) != 0 ||
-      check_worker(s, OP_PARK, worker) != 0)
+  wake[0] = '\0';
+  if (check_inst(s, kind, loop, subject, subject_len) != 0 || check_worker(s, kind, worker) != 0)
     return -1;
   if (nleave > 4) {
     snprintf(s->err, sizeof s->err, "park: at most 4 wait sets to leave");
     return -1;
   }
   if (wake_at_ms != SK_STORE_NO_WAKE)
-    fmt_i64(wake, sizeof wake, wake_at_ms);
-  arg_inst(s, &a, loop, subject, subject_len);
-  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
-  arg_lease(s, &a, loop, subject, subject_len);
+    fmt_i64(wake, 24, wake_at_ms);
+  arg_inst(s, a, loop, subject, subject_len);
+  arg_owned(a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  arg_lease(s, a, loop, subject, subject_len);
+  return 0;
+}
+
+int sk_store_park(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                  const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
+                  const char *wait_key, size_t wait_key_len, const char *const *leave_keys,
+                  const size_t *leave_lens, size_t nleave, const char *worker,
+                  sk_store_callback cb, void *privdata) {
+  args a = {0};
+  char wake[24];
+  if (park_head(s, OP_PARK, loop, subject, subject_len, wake_at_ms, nleave, worker, &a, wake) != 0) {
+    args_free(&a);
+    return -1;
+  }
   int nkeys = 3;
   if (wait_key != NULL) {
     arg(&a, wait_key, wait_key_len);
@@ -1072,20 +1084,11 @@ int sk_store_park_event(sk_store *s, const char *loop, const char *subject, size
                         const char *const *leave_keys, const size_t *leave_lens, size_t nleave,
                         const char *worker, sk_store_callback cb, void *privdata) {
   args a = {0};
-  size_t n = 0;
-  char wake[24] = "";
-  if (check_inst(s, OP_PARK_EV, loop, subject, subject_len) != 0 ||
-      check_worker(s, OP_PARK_EV, worker) != 0)
-    return -1;
-  if (nleave > 4) {
-    snprintf(s->err, sizeof s->err, "park: at most 4 wait sets to leave");
+  char wake[24];
+  if (park_head(s, OP_PARK_EV, loop, subject, subject_len, wake_at_ms, nleave, worker, &a, wake) != 0) {
+    args_free(&a);
     return -1;
   }
-  if (wake_at_ms != SK_STORE_NO_WAKE)
-    fmt_i64(wake, sizeof wake, wake_at_ms);
-  arg_inst(s, &a, loop, subject, subject_len);
-  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
-  arg_lease(s, &a, loop, subject, subject_len);
   arg(&a, wait_key, wait_len);
   arg(&a, box, box_len);
   for (size_t i = 0; i < nleave; i++)
