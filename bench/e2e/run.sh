@@ -11,7 +11,9 @@
 #   3. idle: nothing happens for S seconds (default 600): commands per idle hour per worker,
 #      extrapolated from the window (the worker's own count and INFO commandstats).
 #   4. memory: sign-ups that never activate (5-minute timeout, real time) pile up to W waiting
-#      instances (default 100,000): the worker's resident memory at 1,000, 10,000 and W waiting.
+#      instances (default 100,000): the worker's resident memory at W/100, W/10 and W waiting.
+#   5. a cross-check of the billed count from Redis's side: MONITOR on 2,000 more activations, the
+#      commands the worker sent counted apart from those its scripts ran and from the app's writes.
 # Prints a markdown section; --write replaces the "## End to end (Redis)" section of bench/RESULTS.md.
 set -euo pipefail
 
@@ -22,7 +24,7 @@ if [[ ${1:-} != --inner ]]; then
   build="" args=()
   while (($#)); do
     case $1 in
-      -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+      -h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
       --write) args+=(--write) ;;
       --users | --waiting | --idle-seconds) args+=("$1" "${2:?$1 needs a number}"); shift ;;
       -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
@@ -202,6 +204,33 @@ peak=$(hwm_kb "$wpid")
 redis_mem=$(rc INFO memory | awk -F: '/^used_memory:/ { printf "%.0f", $2 / 1048576 }')
 stop_worker
 
+# ---- 5: the billed count, seen from Redis: MONITOR marks what a script runs ("lua"), so the
+# commands the worker sent itself can be counted apart from them and from the app's writes ----
+rc FLUSHALL >/dev/null
+mon_n=2000
+gen users 1 "$mon_n" >"$work/mon_users.resp"
+gen actions 1 "$mon_n" >"$work/mon_actions.resp"
+start_worker "$work/outbox3" 1
+redis-cli -p "$port" MONITOR >"$work/monitor.txt" &
+mpid=$!
+sleep 0.3
+redis-cli -p "$port" --pipe <"$work/mon_users.resp" >/dev/null
+mon_parked() { (($(stat parked) >= mon_n)); }
+wait_for "$mon_n sign-ups to wait (monitored)" 120 mon_parked
+redis-cli -p "$port" --pipe <"$work/mon_actions.resp" >/dev/null
+mon_ended() { (($(stat ended) >= mon_n)); }
+wait_for "$mon_n instances to end (monitored)" 120 mon_ended
+sleep 0.3
+kill "$mpid" 2>/dev/null || true
+wait "$mpid" 2>/dev/null || true
+stop_worker
+# lines: TIME [DB CLIENT] "CMD" ...; the app's writes are MULTI, HSET, XADD, EXEC outside scripts
+mon_worker=$(awk '/^[0-9]/ && $3 != "lua]" {
+    cmd = toupper($4); gsub(/"/, "", cmd)
+    if (cmd !~ /^(MULTI|EXEC|XADD|HSET|MONITOR|PING|INFO|CONFIG)$/) n++
+  } END { print n + 0 }' "$work/monitor.txt")
+mon_per=$(awk -v c="$mon_worker" -v n="$mon_n" 'BEGIN { printf "%.2f", c / n }')
+
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 section="## End to end (Redis)
 
@@ -216,6 +245,7 @@ the way the Next.js app does (MULTI; HSET; XADD; EXEC) through \`redis-cli --pip
 | activations per second (first write to last .eml) | **$act_rate** ($n in $act_ms ms, $emails emails) | ≥ 20,000 |
 | Redis commands per activated user, on the wire (billed): sign-up + activation | **$wire_per** ($wire_signup + $wire_act) | ≤ 8 |
 | the same counted by INFO commandstats (script-internal commands too) | $calls_per | |
+| the worker's commands seen by MONITOR on $mon_n more users (script-internal ones and the app's writes apart) | $mon_per | ≤ 8 |
 | worker CPU for sign-ups and activations | $((cpu_ticks * 10)) ms ($(awk -v t="$cpu_ticks" -v n="$n" 'BEGIN { printf "%.1f", t * 10000 / n }') µs per user) | |
 | commands per idle hour per worker, on the wire | **$idle_wire_h** (measured over ${idle} s) | ≤ 200 |
 | the same by INFO commandstats | $idle_calls_h | |
