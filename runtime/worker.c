@@ -1371,6 +1371,7 @@ static void evt_free(evt *e) {
 }
 
 static void evt_process(evt *e);
+static void evt_begin(evt *e);
 
 static void evt_retry_fire(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
@@ -1867,6 +1868,7 @@ static void on_event_row(sk_redis *rd, const sk_redis_result *res, void *privdat
     log_msg(w, "error", "redis.error", "reading row %s of %s: %s", e->row->data,
             sk_str(m, m->tables[e->table].name_str), res->errstr);
     e->failed = 1;
+    evt_begin(e);
     evt_release(e);
     return;
   }
@@ -1954,6 +1956,7 @@ static void on_event_row(sk_redis *rd, const sk_redis_result *res, void *privdat
     for (uint32_t b = 0; b < nb; b++) free(boxes[b]);
   }
   json_decref(obj);
+  evt_begin(e); /* after the index writes: its first check sees its own row */
   evt_release(e);
 }
 
@@ -1965,18 +1968,27 @@ static int table_needs_row(const sk_worker *w, uint32_t table, uint32_t kind) {
   return 0;
 }
 
-/* Starts, indexes and wakes for event e (refs 1, released here). */
+/* The loops event e starts. */
+static void evt_begin(evt *e) {
+  sk_worker *w = e->w;
+  const sk_module *m = w->m;
+  if (!e->fc) return;
+  for (uint32_t li = 0; li < m->nloops; li++) {
+    const sk_loop_rec *l = &m->loops[li];
+    const sk_event_rec *ev = &m->events[l->ev_first + l->trigger];
+    if (ev->table == e->table && ev->kind == e->kind) begin(w, e, li);
+  }
+}
+
+/* Indexes, wakes and starts for event e (refs 1, released here). The row goes into its indexes
+ * before the loops it starts are begun: commands on one connection run in the order sent, so a new
+ * instance's first check counts its own row, as the simulator's does (the store applies a row,
+ * then the scheduler starts and wakes). */
 static void evt_process(evt *e) {
   sk_worker *w = e->w;
   const sk_module *m = w->m;
-  if (e->fc) {
-    for (uint32_t li = 0; li < m->nloops; li++) {
-      const sk_loop_rec *l = &m->loops[li];
-      const sk_event_rec *ev = &m->events[l->ev_first + l->trigger];
-      if (ev->table == e->table && ev->kind == e->kind) begin(w, e, li);
-    }
-  }
-  if (table_needs_row(w, e->table, e->kind)) {
+  if (!table_needs_row(w, e->table, e->kind)) evt_begin(e);
+  else {
     size_t klen = 0;
     char *key = row_key(m, e->table, e->row, &klen);
     int json = m->tables[e->table].format == SK_FORMAT_JSON;
@@ -1987,6 +1999,7 @@ static void evt_process(evt *e) {
     if (!key || sk_redis_command(w->r, 2, argv, lens, on_event_row, e) != 0) {
       e->refs--;
       e->failed = 1;
+      evt_begin(e);
     }
     free(key);
   }

@@ -3,8 +3,10 @@
  * reads what one store did and prints its outcomes, one per line, sorted, without times:
  *
  *   conf-outcomes sim TIMELINE.jsonl            the simulator's timeline (`skene-vm simulate`)
- *   conf-outcomes redis REPLAY.jsonl OUTBOX     conf-replay's output (the worker's log) and the .eml
- *                                               files the worker's outbox wrote
+ *   conf-outcomes redis REPLAY.jsonl OUTBOX [SINK.jsonl]
+ *                                               conf-replay's output (the worker's log), the .eml
+ *                                               files the worker's outbox wrote, and the requests
+ *                                               conf-sink received (the case's webhooks)
  *
  * run.sh prints both and diffs them. The lines:
  *   instance LOOP SUBJECT: OUTCOME           completed, timed_out, skipped, failed, or waiting (started
@@ -21,6 +23,18 @@
  *                                            each email sent, by its idempotency key: the simulator's
  *                                            action.ok, the Redis run's .eml files (To, Subject, or
  *                                            the id of a Resend-hosted template)
+ *   webhook KEY LOOP SUBJECT: METHOD PATH, headers {NAME: VALUE, ...}, body BODY
+ *                                            each webhook call, by its idempotency key: the
+ *                                            simulator's action.ok (POST, the url's path and query,
+ *                                            its headers, its body), the requests conf-sink received
+ *                                            (Idempotency-Key, method, target, headers, body; LOOP
+ *                                            and SUBJECT from the worker's log line with that key).
+ *                                            Headers: names in lower case, sorted, without those of
+ *                                            the transport (webhook_header_skipped); the simulator's
+ *                                            gain the sender's default Content-Type. In the body,
+ *                                            what {{now}} renders (YYYY-MM-DDTHH:MM:SS.mmmZ) is
+ *                                            written {{now}}: the clocks differ. "(N times)" is
+ *                                            added when the same call came N > 1 times
  *   dead letter LOOP SUBJECT step N: REASON  the simulator's action.failed; conf-replay's replay.dlq
  * and, for the Redis run only, what should never be there:
  *   worker LEVEL EVENT: MESSAGE              a warning or error the worker logged (not a trace event)
@@ -31,6 +45,7 @@
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -38,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -91,13 +107,34 @@ static void out(lines *l, const char *fmt, ...) {
 
 static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+static void sort_lines(lines *l) {
+  if (l->n > 1) qsort(l->v, l->n, sizeof *l->v, str_cmp); /* v is NULL while empty */
+}
+
+static void lines_free(lines *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+}
+
 static void print_lines(lines *l) {
-  qsort(l->v, l->n, sizeof *l->v, str_cmp);
+  sort_lines(l);
   for (size_t i = 0; i < l->n; i++) {
     if (i == 0 || strcmp(l->v[i], l->v[i - 1]) != 0) puts(l->v[i]);
   }
-  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
-  free(l->v);
+  lines_free(l);
+}
+
+/* Moves the lines of from into l, one per distinct line, with "(N times)" when it came N > 1
+   times; frees from. */
+static void add_counted(lines *l, lines *from) {
+  sort_lines(from);
+  for (size_t i = 0, j; i < from->n; i = j) {
+    for (j = i + 1; j < from->n && strcmp(from->v[i], from->v[j]) == 0; j++) {
+    }
+    if (j - i == 1) out(l, "%s", from->v[i]);
+    else out(l, "%s (%zu times)", from->v[i], j - i);
+  }
+  lines_free(from);
 }
 
 /* ---- instances and steps, from trace events (the same names in both stores) ---- */
@@ -243,11 +280,133 @@ static void each_line(const char *path, void (*fn)(const json_t *o, void *ud), v
   fclose(f);
 }
 
+/* ---- webhooks: one line per call, the same from the simulator's action.ok and from conf-sink ---- */
+
+/* A growable string. */
+typedef struct sbuf {
+  char *p;
+  size_t n, cap;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+  if (b->n + n + 1 > b->cap) {
+    b->cap = (b->n + n + 1) * 2;
+    b->p = xrealloc(b->p, b->cap);
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = 0;
+}
+
+static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+/* The headers a request carries for its transport, not for the receiver: neither side shows them
+   (Idempotency-Key has its own place in the line). */
+static int webhook_header_skipped(const char *name) {
+  static const char *const names[] = {"host", "content-length", "user-agent", "accept", "accept-encoding",
+                                      "connection", "expect", "transfer-encoding", "idempotency-key"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcasecmp(name, names[i]) == 0) return 1;
+  return 0;
+}
+
+/* Adds "name: value" (name in lower case) to hs unless the transport's. */
+static void header_add(lines *hs, const char *name, const char *value) {
+  if (webhook_header_skipped(name)) return;
+  char *lower = xstrdup(name);
+  for (char *c = lower; *c; c++) *c = (char)tolower((unsigned char)*c);
+  out(hs, "%s: %s", lower, value);
+  free(lower);
+}
+
+/* The length of what {{now}} renders, YYYY-MM-DDTHH:MM:SS.mmmZ (vm/interp.c format_now), when s[0..n)
+   starts with one; else 0. */
+static size_t now_len(const char *s, size_t n) {
+  static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+  if (n < sizeof shape - 1) return 0;
+  for (size_t i = 0; i < sizeof shape - 1; i++) {
+    if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i]) return 0;
+  }
+  return sizeof shape - 1;
+}
+
+/* Appends body to b with each {{now}} value written {{now}} and control bytes as \xNN (one line). */
+static void body_put(sbuf *b, const char *body, size_t n) {
+  for (size_t i = 0, k; i < n;) {
+    if ((k = now_len(body + i, n - i)) > 0) {
+      sb_puts(b, "{{now}}");
+      i += k;
+    } else if ((unsigned char)body[i] < 0x20 || body[i] == 0x7f) {
+      char esc[8];
+      snprintf(esc, sizeof esc, "\\x%02x", (unsigned char)body[i++]);
+      sb_puts(b, esc);
+    } else {
+      sb_put(b, body + i++, 1);
+    }
+  }
+}
+
+/* Adds the line of one webhook call to l. hs: its headers ("name: value", freed here). */
+static void webhook_line(lines *l, const char *key, const char *loop, const char *subject, const char *method,
+                         const char *path, lines *hs, const char *body, size_t body_len) {
+  sbuf b = {0};
+  sb_puts(&b, "headers {");
+  sort_lines(hs);
+  for (size_t i = 0; i < hs->n; i++) {
+    if (i) sb_puts(&b, ", ");
+    sb_puts(&b, hs->v[i]);
+  }
+  sb_puts(&b, "}, ");
+  if (body && body_len) {
+    sb_puts(&b, "body ");
+    body_put(&b, body, body_len);
+  } else {
+    sb_puts(&b, "no body");
+  }
+  out(l, "webhook %s %s %s: %s %s, %s", key, loop, subject, method, path, b.p);
+  free(b.p);
+  lines_free(hs);
+}
+
+/* The request target of url: its path and query ("/" when it has no path), without the fragment,
+   as an HTTP client sends it. malloc'ed. */
+static char *url_target(const char *url) {
+  const char *p = strstr(url, "://");
+  p = p ? p + 3 : url;
+  p += strcspn(p, "/?#");
+  size_t n = strcspn(p, "#");
+  char *t = xrealloc(NULL, n + 2), *q = t;
+  if (*p != '/') *q++ = '/';
+  memcpy(q, p, n);
+  q[n] = 0;
+  return t;
+}
+
+/* The simulator's webhook call (action.ok's "webhook"): POST to its url's target, its headers plus
+   the sender's default Content-Type (runtime/resend.h), its body. */
+static void sim_webhook(lines *l, const char *loop, const char *subject, const json_t *wh) {
+  lines hs = {0};
+  const char *name;
+  json_t *v;
+  int content_type = 0;
+  json_object_foreach((json_t *)json_object_get(wh, "headers"), name, v) {
+    header_add(&hs, name, json_string_value(v) ? json_string_value(v) : "?");
+    content_type |= strcasecmp(name, "content-type") == 0;
+  }
+  if (!content_type) header_add(&hs, "Content-Type", "application/json");
+  char *target = url_target(sget(wh, "url"));
+  const json_t *body = json_object_get(wh, "body");
+  webhook_line(l, sget(wh, "idempotency_key"), loop, subject, "POST", target, &hs, json_string_value(body),
+               json_string_length(body));
+  free(target);
+}
+
 /* ---- the simulator ---- */
 
 typedef struct sim {
   tally t;
   lines *l;
+  lines webhooks;
 } sim;
 
 static void sim_line(const json_t *o, void *ud) {
@@ -265,6 +424,8 @@ static void sim_line(const json_t *o, void *ud) {
       else
         out(s->l, "email %s %s %s: to %s, no subject", key, loop, subject, to);
     }
+    const json_t *wh = json_object_get(o, "webhook");
+    if (wh) sim_webhook(&s->webhooks, loop, subject, wh);
   } else if (strcmp(event, "action.failed") == 0) {
     out(s->l, "dead letter %s %s step %lld: %s", loop, subject,
         (long long)json_integer_value(json_object_get(o, "step")), sget(o, "reason"));
@@ -273,15 +434,43 @@ static void sim_line(const json_t *o, void *ud) {
 
 /* ---- the Redis run ---- */
 
+/* An idempotency key the worker logged, with its loop and subject. */
+typedef struct keyed {
+  char *key, *loop, *subject;
+} keyed;
+
 typedef struct run {
   tally t;
   lines *l;
   int stopped;
+  keyed *keys;
+  size_t nkeys, capkeys;
 } run;
+
+static const keyed *key_find(const run *r, const char *key) {
+  for (size_t i = 0; i < r->nkeys; i++)
+    if (strcmp(r->keys[i].key, key) == 0) return &r->keys[i];
+  return NULL;
+}
+
+/* Remembers the loop and subject of a worker's log line with an idempotency key. */
+static void key_note(run *r, const json_t *o) {
+  const char *key = json_string_value(json_object_get(o, "idempotency_key"));
+  if (!key || key_find(r, key)) return;
+  if (r->nkeys == r->capkeys) {
+    r->capkeys = r->capkeys ? r->capkeys * 2 : 16;
+    r->keys = xrealloc(r->keys, r->capkeys * sizeof *r->keys);
+  }
+  keyed *k = &r->keys[r->nkeys++];
+  k->key = xstrdup(key);
+  k->loop = xstrdup(sget(o, "loop"));
+  k->subject = xstrdup(sget(o, "subject"));
+}
 
 static void run_line(const json_t *o, void *ud) {
   run *r = ud;
   const char *event = sget(o, "event"), *level = sget(o, "level");
+  key_note(r, o);
   if (tally_event(&r->t, o, event)) return;
   if (strcmp(event, "replay.dlq") == 0) {
     out(r->l, "dead letter %s %s step %s: %s", sget(o, "loop"), sget(o, "subject"), sget(o, "step"),
@@ -377,21 +566,65 @@ static void read_outbox(const char *dir, lines *l) {
   closedir(d);
 }
 
+typedef struct sinkread {
+  const run *r;
+  lines webhooks;
+} sinkread;
+
+/* One request conf-sink received: its line, with the loop and subject of its Idempotency-Key. */
+static void sink_line(const json_t *o, void *ud) {
+  sinkread *s = ud;
+  lines hs = {0};
+  const char *key = "-";
+  size_t i;
+  json_t *h;
+  json_array_foreach(json_object_get(o, "headers"), i, h) {
+    const char *name = json_string_value(json_array_get(h, 0)), *value = json_string_value(json_array_get(h, 1));
+    if (!name || !value) continue;
+    if (strcasecmp(name, "idempotency-key") == 0) key = value;
+    header_add(&hs, name, value);
+  }
+  const keyed *k = key_find(s->r, key);
+  const json_t *body = json_object_get(o, "body");
+  char note[64];
+  const char *text = json_string_value(body);
+  size_t len = json_string_length(body);
+  if (!text) { /* conf-sink could not log it as text */
+    len = (size_t)snprintf(note, sizeof note, "(%lld bytes, not UTF-8)",
+                           (long long)json_integer_value(json_object_get(o, "body_bytes")));
+    text = note;
+  }
+  webhook_line(&s->webhooks, key, k ? k->loop : "?", k ? k->subject : "?", sget(o, "method"), sget(o, "path"), &hs,
+               text, len);
+}
+
 int main(int argc, char **argv) {
   lines l = {0};
   if (argc == 3 && strcmp(argv[1], "sim") == 0) {
-    sim s = {{0}, &l};
+    sim s = {{0}, &l, {0}};
     each_line(argv[2], sim_line, &s);
     tally_print(&s.t, &l);
-  } else if (argc == 4 && strcmp(argv[1], "redis") == 0) {
-    run r = {{0}, &l, 0};
+    add_counted(&l, &s.webhooks);
+  } else if ((argc == 4 || argc == 5) && strcmp(argv[1], "redis") == 0) {
+    run r = {{0}, &l, 0, NULL, 0, 0};
     each_line(argv[2], run_line, &r);
     tally_print(&r.t, &l);
     read_outbox(argv[3], &l);
+    if (argc == 5) {
+      sinkread sr = {&r, {0}};
+      each_line(argv[4], sink_line, &sr);
+      add_counted(&l, &sr.webhooks);
+    }
     if (!r.stopped) out(&l, "worker: no worker.stop line (it did not drain and stop)");
+    for (size_t i = 0; i < r.nkeys; i++) {
+      free(r.keys[i].key);
+      free(r.keys[i].loop);
+      free(r.keys[i].subject);
+    }
+    free(r.keys);
   } else {
     fprintf(stderr, "usage: conf-outcomes sim TIMELINE.jsonl\n"
-                    "       conf-outcomes redis REPLAY.jsonl OUTBOX\n");
+                    "       conf-outcomes redis REPLAY.jsonl OUTBOX [SINK.jsonl]\n");
     return 2;
   }
   print_lines(&l);
