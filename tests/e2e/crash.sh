@@ -23,21 +23,15 @@ users=${E2E_USERS:-10000}
 seed=${E2E_SEED:-1}
 kills_wanted=${E2E_KILLS:-8}
 opts=(--time-scale "${E2E_TIME_SCALE:-60}" --lease-ms 1000 --claim-idle-ms 1000)
-build_skb "$E2E_ROOT/examples/activation/skene.config.ts"
+build_skb "$RUN_ROOT/examples/activation/skene.config.ts"
 
-plan=$E2E_WORK/plan
+plan=$RUN_WORK/plan
 random_plan "$users" "$seed" "$plan"
-all=$E2E_WORK/all.ids yes=$E2E_WORK/activated.ids no=$E2E_WORK/others.ids
-plan_ids "$plan" user >"$all"
-plan_ids "$plan" action >"$yes"
-comm -23 "$all" "$yes" >"$no"
-mkdir -p "$E2E_WORK/chunks"
-split -l 500 -d -a 3 "$plan" "$E2E_WORK/chunks/c"
-chunks=("$E2E_WORK"/chunks/c*)
-say "plan (seed $seed): $users users, $(wc -l <"$yes") of them with a first project," \
+plan_users "$plan" user
+mapfile -t chunks < <(plan_chunks "$plan" 500)
+say "plan (seed $seed): $users users, $(wc -l <"$E2E_ACTIVATED") of them with a first project," \
     "$(wc -l <"$plan") writes in ${#chunks[@]} chunks; $kills_wanted kills at random moments"
 
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 RANDOM=$seed
 worker_start w1 "${opts[@]}"
 t0=$(now_ms)
@@ -73,27 +67,27 @@ if ((kills >= 5)); then
 else
     fail "only $kills kills (want at least 5)"
 fi
-check_outbox "$yes" tmp-ok
-check_redis_clean "$all" skene:users skene:user_actions
+check_outbox "$E2E_ACTIVATED" tmp-ok
+check_redis_clean "$E2E_ALL" skene:users skene:user_actions
 
 # Timed out, from Redis state and the outbox: every started user ended (no instance left, checked
 # above), none on the dead-letter stream; those without an email timed out.
-emailed=$(wc -l <"$E2E_WORK/outbox.check.users")
-ended_without=$(comm -23 "$E2E_WORK/started.actual" "$E2E_WORK/outbox.check.users" | wc -l)
-if cmp -s <(comm -23 "$E2E_WORK/started.actual" "$E2E_WORK/outbox.check.users") "$no"; then
-    ok "by Redis state and the outbox: $(wc -l <"$E2E_WORK/started.actual") instances started and ended," \
+emailed=$(wc -l <"$RUN_WORK/outbox.check.users")
+ended_without=$(comm -23 "$RUN_WORK/started.actual" "$RUN_WORK/outbox.check.users" | wc -l)
+if cmp -s <(comm -23 "$RUN_WORK/started.actual" "$RUN_WORK/outbox.check.users") "$E2E_OTHERS"; then
+    ok "by Redis state and the outbox: $(wc -l <"$RUN_WORK/started.actual") instances started and ended," \
         "$emailed with an email, $ended_without without one and without a dead letter (timed_out):" \
-        "exactly the $(wc -l <"$no") users who never activated"
+        "exactly the $(wc -l <"$E2E_OTHERS") users who never activated"
 else
-    fail "by Redis state and the outbox: $ended_without ended without an email, want the $(wc -l <"$no") non-activated users"
+    fail "by Redis state and the outbox: $ended_without ended without an email, want the $(wc -l <"$E2E_OTHERS") non-activated users"
 fi
 # The same from the logs of every run (a SIGKILL may cut a run's last line; each instance.end is
 # logged before its end is recorded, so an end that counts was logged at least once).
-check_outcomes "$yes" "$no" distinct "${W_ALL_LOGS[@]}"
+check_outcomes "$E2E_ACTIVATED" "$E2E_OTHERS" distinct "${W_ALL_LOGS[@]}"
 
-log_table "${W_ALL_LOGS[@]}" >"$E2E_WORK/all.tsv"
-attempts=$(awk -F'\t' '$2 == "action.attempt" { if (seen[$3]++ == 1) n++ } END { print n + 0 }' "$E2E_WORK/all.tsv")
-oks=$(awk -F'\t' '$2 == "action.ok" { if (seen[$3]++ == 1) n++ } END { print n + 0 }' "$E2E_WORK/all.tsv")
+log_table "${W_ALL_LOGS[@]}" >"$RUN_WORK/all.tsv"
+attempts=$(awk -F'\t' '$2 == "action.attempt" { if (seen[$3]++ == 1) n++ } END { print n + 0 }' "$RUN_WORK/all.tsv")
+oks=$(awk -F'\t' '$2 == "action.ok" { if (seen[$3]++ == 1) n++ } END { print n + 0 }' "$RUN_WORK/all.tsv")
 final=${W_ALL_LOGS[-1]}
 say "resends: $attempts users' emails were attempted in more than one run ($oks logged action.ok" \
     "more than once): the outbox kept the first file; the last run's worker.stop counts" \

@@ -14,10 +14,10 @@ function finish(    key, n, name, want) {
   key = file; sub(/^.*\//, "", key); sub(/\.eml$/, "", key)
   if (h["x-skene-subject"] !~ /^u[0-9]+$/) { print "bad " file ": X-Skene-Subject is '" h["x-skene-subject"] "'"; return }
   n = substr(h["x-skene-subject"], 2) + 0
-  name = e2e_name(n)
+  name = person_name(n)
   if (h["x-skene-idempotency-key"] != key) { print "bad " file ": X-Skene-Idempotency-Key is '" h["x-skene-idempotency-key"] "', not the file's name"; return }
   if (h["message-id"] != "<" key "@skene.invalid>") { print "bad " file ": Message-ID is '" h["message-id"] "'"; return }
-  if (h["to"] != e2e_email(n)) { print "bad " file ": To is '" h["to"] "', want '" e2e_email(n) "'"; return }
+  if (h["to"] != person_email(n)) { print "bad " file ": To is '" h["to"] "', want '" person_email(n) "'"; return }
   if (h["from"] != from) { print "bad " file ": From is '" h["from"] "', want '" from "'"; return }
   want = "Your first project is live, " name
   if (h["subject"] != want) { print "bad " file ": Subject is '" h["subject"] "', want '" want "'"; return }
@@ -25,9 +25,9 @@ function finish(    key, n, name, want) {
   if (boundary == "") { print "bad " file ": not multipart/alternative with a boundary"; return }
   if (!closed) { print "bad " file ": the body does not end with the closing boundary"; return }
   if (!text_name) { print "bad " file ": the text part has no line 'Nice work, " name "!'"; return }
-  if (!text_link) { print "bad " file ": the text part has no line '" e2e_link(n) "'"; return }
-  if (!html_name) { print "bad " file ": the html part has no '<h1>Nice work, " e2e_html(name) "!</h1>'"; return }
-  if (!html_link) { print "bad " file ": the html part has no href=\"" e2e_html(e2e_link(n)) "\""; return }
+  if (!text_link) { print "bad " file ": the text part has no line '" person_link(n) "'"; return }
+  if (!html_name) { print "bad " file ": the html part has no '<h1>Nice work, " html_escape(name) "!</h1>'"; return }
+  if (!html_link) { print "bad " file ": the html part has no href=\"" html_escape(person_link(n)) "\""; return }
   print "ok u" n
 }
 
@@ -54,14 +54,14 @@ state == "parthead" {
 }
 state == "body" && part == "text" {
   n = substr(h["x-skene-subject"], 2) + 0
-  if ($0 == "Nice work, " e2e_name(n) "!") text_name = 1
-  if ($0 == e2e_link(n)) text_link = 1
+  if ($0 == "Nice work, " person_name(n) "!") text_name = 1
+  if ($0 == person_link(n)) text_link = 1
   next
 }
 state == "body" && part == "html" {
   n = substr(h["x-skene-subject"], 2) + 0
-  if (index($0, "<h1>Nice work, " e2e_html(e2e_name(n)) "!</h1>")) html_name = 1
-  if (index($0, "href=\"" e2e_html(e2e_link(n)) "\"")) html_link = 1
+  if (index($0, "<h1>Nice work, " html_escape(person_name(n)) "!</h1>")) html_name = 1
+  if (index($0, "href=\"" html_escape(person_link(n)) "\"")) html_link = 1
   next
 }
 END { finish() }

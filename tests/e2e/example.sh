@@ -29,16 +29,11 @@ if [[ $name == e2e_example_tls && "$SKENE_TEST_REDIS_URL" != rediss://* ]]; then
     fatal "with --tls the URL must be rediss://, not ${SKENE_TEST_REDIS_URL%%://*}://"
 fi
 
-build_skb "$E2E_ROOT/examples/activation/skene.config.ts"
-plan=$E2E_WORK/plan
+build_skb "$RUN_ROOT/examples/activation/skene.config.ts"
+plan=$RUN_WORK/plan
 
 # What the app writes, by phase; the whole plan is kept to compute what must happen.
-{
-    for n in $(seq 1 30); do
-        echo "user $n"
-        activated "$n" && echo "action $n"
-    done
-} >"$plan.0"
+signups user 1 30 >"$plan.0"
 {
     for n in $(seq 31 60); do
         activated "$n" && echo "action $n"
@@ -62,41 +57,32 @@ wait_for 20 "the worker to index the early first projects" streams_done skene:us
 write_plan "$plan.a.users"
 
 say "phase 2: users 61-$users in waves of $wave; each wave's first projects written once its instances wait"
-write_waves 61 "$users" "$wave" user "$plan" "$E2E_WORK/logs/w1.1.jsonl"
+write_waves 61 "$users" "$wave" user "$plan" "$RUN_WORK/logs/w1.1.jsonl"
 
-all=$E2E_WORK/all.ids yes=$E2E_WORK/activated.ids no=$E2E_WORK/others.ids
-plan_ids "$plan" user >"$all"
-plan_ids "$plan" action >"$yes"
-comm -23 "$all" "$yes" >"$no"
+plan_users "$plan" user
 
-ended() {
-    local n
-    n=$(grep -c '"event":"instance.end"' "$E2E_WORK/logs/w1.1.jsonl")
-    E2E_MISSING="$n of $users instances ended"
-    ((n >= users))
-}
-say "waiting for the $users instances to end ($(wc -l <"$yes") activate, $(wc -l <"$no") time out)"
-wait_for 60 "every instance to end" ended
+log=$RUN_WORK/logs/w1.1.jsonl
+say "waiting for the $users instances to end ($(wc -l <"$E2E_ACTIVATED") activate, $(wc -l <"$E2E_OTHERS") time out)"
+wait_for 60 "every instance to end" n_ended "$users" "$log"
 worker_stop w1
 
 say "checks"
-log=$E2E_WORK/logs/w1.1.jsonl
-check_outbox "$yes"
-check_outcomes "$yes" "$no" exact "$log"
-check_redis_clean "$all" skene:users skene:user_actions
+check_outbox "$E2E_ACTIVATED"
+check_outcomes "$E2E_ACTIVATED" "$E2E_OTHERS" exact "$log"
+check_redis_clean "$E2E_ALL" skene:users skene:user_actions
 for counter in started:$users ended:$users failed:0 outbox_duplicates:0; do
     got=$(worker_stop_count "$log" "${counter%%:*}")
     [[ "$got" == "${counter#*:}" ]] || fail "worker.stop says ${counter%%:*}=$got, want ${counter#*:}"
 done
 
 # Users 31-60 acted before their sign-up was seen; the waves' activated users acted after waiting.
-seq 31 60 | sed 's/^/u/' | sort | comm -12 - "$yes" >"$E2E_WORK/early.ids"
-seq 61 "$users" | sed 's/^/u/' | sort | comm -12 - "$yes" >"$E2E_WORK/woken.ids"
-check_no_wait "$E2E_WORK/early.ids" "users of 31-60 who acted before signing up" "$log"
-check_woken "$E2E_WORK/woken.ids" "activated users of the waves" "$log"
+seq 31 60 | sed 's/^/u/' | sort | comm -12 - "$E2E_ACTIVATED" >"$RUN_WORK/early.ids"
+seq 61 "$users" | sed 's/^/u/' | sort | comm -12 - "$E2E_ACTIVATED" >"$RUN_WORK/woken.ids"
+check_no_wait "$RUN_WORK/early.ids" "users of 31-60 who acted before signing up" "$log"
+check_woken "$RUN_WORK/woken.ids" "activated users of the waves" "$log"
 
 if [[ $name == e2e_example_acl ]]; then
-    if grep -qF -- "$SKENE_TEST_REDIS_PASSWORD" "$E2E_WORK"/logs/*; then
+    if grep -qF -- "$SKENE_TEST_REDIS_PASSWORD" "$RUN_WORK"/logs/*; then
         fail "the Redis password appears in the worker's output"
     else
         ok "authenticated as ACL user $SKENE_TEST_REDIS_USER; the password appears nowhere in its output"

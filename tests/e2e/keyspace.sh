@@ -16,16 +16,13 @@ source "$(dirname "$0")/lib.sh"
 
 e2e_init e2e_keyspace "$1" "$2"
 scale=600
-build_skb "$E2E_DIR/keyspace.config.ts" --templates "$E2E_ROOT/examples/activation/templates"
-plan=$E2E_WORK/plan
+build_skb "$E2E_DIR/keyspace.config.ts" --templates "$RUN_ROOT/examples/activation/templates"
+plan=$RUN_WORK/plan
 : >"$plan"
-logs=("$E2E_WORK/logs/w1.1.jsonl" "$E2E_WORK/logs/w1.2.jsonl")
+logs=("$RUN_WORK/logs/w1.1.jsonl" "$RUN_WORK/logs/w1.2.jsonl")
 
-old_plan=$E2E_WORK/plan.old
-for n in $(seq 1 100); do
-    echo "user-hset $n"
-    activated "$n" && echo "action $n"
-done >"$old_plan"
+old_plan=$RUN_WORK/plan.old
+signups user-hset 1 100 >"$old_plan"
 say "users 1-100 (and first projects for 2/3 of them) written before Skene's first start"
 write_plan "$old_plan"
 
@@ -33,7 +30,7 @@ first_pass_done() {
     local marker seen
     marker=$(rcli SISMEMBER skene:seen:users "")
     seen=$(rcli SCARD skene:seen:users)
-    E2E_MISSING="first pass marker: $marker, skene:seen:users has $seen members"
+    RUN_MISSING="first pass marker: $marker, skene:seen:users has $seen members"
     [[ "$marker" == 1 ]]
 }
 worker_start w1 --time-scale "$scale"
@@ -47,54 +44,40 @@ fi
 rcli HSET users:u5 plan pro >/dev/null
 
 say "users 101-130: first projects written before the user rows"
-for n in $(seq 101 130); do activated "$n" && echo "action $n"; done >"$E2E_WORK/plan.a.actions"
-for n in $(seq 101 130); do echo "user-hset $n"; done >"$E2E_WORK/plan.a.users"
-cat "$E2E_WORK/plan.a.actions" "$E2E_WORK/plan.a.users" >>"$plan"
-write_plan "$E2E_WORK/plan.a.actions"
+for n in $(seq 101 130); do activated "$n" && echo "action $n"; done >"$RUN_WORK/plan.a.actions"
+for n in $(seq 101 130); do echo "user-hset $n"; done >"$RUN_WORK/plan.a.users"
+cat "$RUN_WORK/plan.a.actions" "$RUN_WORK/plan.a.users" >>"$plan"
+write_plan "$RUN_WORK/plan.a.actions"
 wait_for 20 "the worker to index the early first projects" streams_done skene:user_actions
-write_plan "$E2E_WORK/plan.a.users"
+write_plan "$RUN_WORK/plan.a.users"
 
 say "users 131-300 in waves of 60 (HSET only), first projects once their instances wait"
 write_waves 131 300 60 user-hset "$plan" "${logs[0]}"
 
-ended_count() { cat "$@" 2>/dev/null | grep -c '"event":"instance.end"'; }
-ended() {
-    local want=$1 n
-    shift
-    n=$(ended_count "$@")
-    E2E_MISSING="$n of $want instances ended"
-    ((n >= want))
-}
-wait_for 30 "the 200 instances of users 101-300 to end" ended 200 "${logs[0]}"
+wait_for 30 "the 200 instances of users 101-300 to end" n_ended 200 "${logs[0]}"
 worker_stop w1
 
 say "users 301-360 sign up while the worker is down (2/3 with a first project); it starts again"
-for n in $(seq 301 360); do
-    echo "user-hset $n"
-    activated "$n" && echo "action $n"
-done >"$E2E_WORK/plan.down"
-cat "$E2E_WORK/plan.down" >>"$plan"
-write_plan "$E2E_WORK/plan.down"
+signups user-hset 301 360 >"$RUN_WORK/plan.down"
+cat "$RUN_WORK/plan.down" >>"$plan"
+write_plan "$RUN_WORK/plan.down"
 worker_start w1 --time-scale "$scale"
 
 say "users 361-420 in waves of 60, with the restarted worker"
 write_waves 361 420 60 user-hset "$plan" "${logs[1]}"
-wait_for 30 "the 320 instances of users 101-420 to end" ended 320 "${logs[@]}"
+wait_for 30 "the 320 instances of users 101-420 to end" n_ended 320 "${logs[@]}"
 worker_stop w1
 
 say "checks"
-all=$E2E_WORK/all.ids yes=$E2E_WORK/activated.ids no=$E2E_WORK/others.ids
-plan_ids "$plan" user-hset >"$all"
-plan_ids "$plan" action >"$yes"
-comm -23 "$all" "$yes" >"$no"
-check_outbox "$yes"
-check_outcomes "$yes" "$no" exact "${logs[@]}"
-check_redis_clean "$all" skene:user_actions
+plan_users "$plan" user-hset
+check_outbox "$E2E_ACTIVATED"
+check_outcomes "$E2E_ACTIVATED" "$E2E_OTHERS" exact "${logs[@]}"
+check_redis_clean "$E2E_ALL" skene:user_actions
 
-seq 101 130 | sed 's/^/u/' | sort | comm -12 - "$yes" >"$E2E_WORK/early.ids"
-{ seq 131 300; seq 361 420; } | sed 's/^/u/' | sort | comm -12 - "$yes" >"$E2E_WORK/woken.ids"
-check_no_wait "$E2E_WORK/early.ids" "users of 101-130 who acted before signing up" "${logs[@]}"
-check_woken "$E2E_WORK/woken.ids" "activated users of the waves" "${logs[@]}"
+seq 101 130 | sed 's/^/u/' | sort | comm -12 - "$E2E_ACTIVATED" >"$RUN_WORK/early.ids"
+{ seq 131 300; seq 361 420; } | sed 's/^/u/' | sort | comm -12 - "$E2E_ACTIVATED" >"$RUN_WORK/woken.ids"
+check_no_wait "$RUN_WORK/early.ids" "users of 101-130 who acted before signing up" "${logs[@]}"
+check_woken "$RUN_WORK/woken.ids" "activated users of the waves" "${logs[@]}"
 old_started=$(log_table "${logs[@]}" | awk -F'\t' '$2 == "instance.start" { sub(/^u/, "", $3); if ($3 + 0 <= 100) print }' | wc -l)
 if ((old_started)); then
     fail "$old_started instances started for users who existed before the first start"

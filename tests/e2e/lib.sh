@@ -1,140 +1,43 @@
 # lib.sh: what the end-to-end tests of `skene-vm run` share (tests/e2e/README.md). Sourced by each
 # test script, which runs under tests/redis/with-redis.sh (SKENE_TEST_REDIS_* in the environment).
+# It sources tests/lib/run.sh: say, ok, fail, fatal, show, now_ms, rcli, write_plan (users from
+# people.awk), build_skb, wait_for (RUN_MISSING), the work folder RUN_WORK, RUN_ROOT; and adds:
 #
-#   e2e_init NAME SKENEC SKENE_VM   a work folder, the trap that stops every process started here
-#   say, ok, fail, fatal            readable output; fail records a failure and goes on
-#   rcli ARGS / write_plan FILE     redis-cli on the test's server / the app's writes (writes.awk)
-#   build_skb CONFIG [ARGS]         skenec build into the work folder
+#   e2e_init NAME SKENEC SKENE_VM   a work folder with an outbox, the trap that stops every process
 #   worker_start ID [ARGS]          skene-vm run in the background, waits for its worker.start line
 #   worker_stop ID / worker_kill ID SIGTERM (must exit 0 after draining) / SIGKILL
-#   wait_for SECS WHAT FUNC [ARGS]  polls FUNC until it returns 0; on timeout, fails with what FUNC
-#                                   left in E2E_MISSING (streams_done, all_ended, wave_waiting...)
 #   wait_all_done USERS SECS STREAMS   every instance started and ended, every entry acknowledged
-#   random_plan, write_waves        the app's writes: one seeded stream, or waves that wait
+#   streams_done, all_ended, n_ended, wave_waiting   conditions for wait_for
+#   random_plan, signups, write_waves   the app's writes: one seeded stream, users in order, or waves
+#                                   that wait; plan_users, plan_chunks: a plan's users, its chunks
 #   check_outbox, check_outcomes, check_redis_clean, check_no_wait, check_woken   the assertions
 #   e2e_done                        prints the verdict and exits 0 or 1
 #
 # Every process started here is stopped by its own PID, also when the script fails or is
 # interrupted. The work folder is removed at the end unless E2E_KEEP=1.
 
-set -uo pipefail
-
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck disable=SC2034 # used by the test scripts
-E2E_ROOT=$(cd "$E2E_DIR/../.." && pwd)
+# shellcheck source=../lib/run.sh
+source "$E2E_DIR/../lib/run.sh"
+RUN_KEEP=${E2E_KEEP:-0}
+RUN_KEPT="the logs, outbox and plans"
+RUN_POLL=0.1
+RUN_PEOPLE=$E2E_DIR/people.awk
 E2E_FROM='Acme <hello@acme.example>'
-E2E_FAILS=0
-declare -A E2E_PIDS=()   # pid -> what it is (workers, restarted redis-servers)
-declare -A W_PID=()      # worker id -> pid of its current run
-declare -A W_RUNS=()     # worker id -> how many times it was started
-declare -a W_ALL_LOGS=() # every log file, in start order
-E2E_MISSING=
-
-# ---- output ----
-
-e2e_elapsed() {
-    local now=${EPOCHREALTIME/./}
-    local ms=$(((now - E2E_T0) / 1000))
-    printf '%d.%03ds' $((ms / 1000)) $((ms % 1000))
-}
-say() { printf '[%8s] %s\n' "$(e2e_elapsed)" "$*"; }
-ok() { printf '[%8s]   ok: %s\n' "$(e2e_elapsed)" "$*"; }
-fail() {
-    printf '[%8s]   FAIL: %s\n' "$(e2e_elapsed)" "$*"
-    E2E_FAILS=$((E2E_FAILS + 1))
-}
-fatal() {
-    fail "$*"
-    say "stopping here: the checks after this one need it"
-    exit 1
-}
-# The first lines of a file, indented (for a failure's details).
-show() { sed -n "1,${2:-10}p" "$1" | sed 's/^/        /'; }
 
 # ---- setup and teardown ----
 
 e2e_init() {
-    E2E_NAME=$1 SKENEC=$2 SKENE_VM=$3
-    E2E_T0=${EPOCHREALTIME/./}
-    if [[ -z "${SKENE_TEST_REDIS_URL:-}" || -z "${SKENE_TEST_REDIS_PORT:-}" ]]; then
-        echo "$E2E_NAME: SKENE_TEST_REDIS_URL is not set: run me under tests/redis/with-redis.sh" >&2
-        exit 1
-    fi
-    for tool in "$SKENEC" "$SKENE_VM"; do
-        [[ -x "$tool" ]] || { echo "$E2E_NAME: $tool is not an executable" >&2; exit 1; }
-    done
-    command -v redis-cli >/dev/null || { echo "$E2E_NAME: redis-cli not found" >&2; exit 1; }
-    E2E_WORK=$(mktemp -d "${TMPDIR:-/tmp}/skene-e2e.XXXXXX")
-    E2E_OUTBOX=$E2E_WORK/outbox
-    mkdir -p "$E2E_OUTBOX" "$E2E_WORK/logs"
-    trap e2e_cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    say "$E2E_NAME: skene-vm run against redis-server on 127.0.0.1:$SKENE_TEST_REDIS_PORT" \
+    run_init "$1" e2e "$2" "$3"
+    E2E_OUTBOX=$RUN_WORK/outbox
+    mkdir -p "$E2E_OUTBOX"
+    say "$RUN_NAME: skene-vm run against redis-server on 127.0.0.1:$SKENE_TEST_REDIS_PORT" \
         "(tls=${SKENE_TEST_REDIS_TLS:-0}, acl=${SKENE_TEST_REDIS_ACL:-0})"
 }
 
-# Stops what is still running, each by its own PID: workers at once (SIGKILL: nothing is lost, and
-# a failed test has nothing to drain), redis-servers started here with SIGTERM, then SIGKILL.
-e2e_cleanup() {
-    local status=$? pid
-    set +e
-    for pid in "${!E2E_PIDS[@]}"; do
-        kill -0 "$pid" 2>/dev/null || continue
-        case "${E2E_PIDS[$pid]}" in
-            redis-server*) kill -TERM "$pid" 2>/dev/null ;;
-            *) kill -KILL "$pid" 2>/dev/null ;;
-        esac
-    done
-    for pid in "${!E2E_PIDS[@]}"; do
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -KILL "$pid" 2>/dev/null
-        { wait "$pid"; } 2>/dev/null
-    done
-    if [[ "${E2E_KEEP:-0}" == 1 ]]; then
-        echo "$E2E_NAME: kept the logs, outbox and plans in $E2E_WORK"
-    else
-        rm -rf "$E2E_WORK"
-    fi
-    exit "$status"
-}
-
-e2e_done() {
-    if ((E2E_FAILS)); then
-        say "$E2E_NAME: FAILED, $E2E_FAILS check(s) (E2E_KEEP=1 keeps the logs and the outbox)"
-        exit 1
-    fi
-    say "$E2E_NAME: passed"
-    exit 0
-}
+e2e_done() { run_done "E2E_KEEP=1 keeps the logs and the outbox"; }
 
 # ---- Redis ----
-
-rcli() {
-    local args=(-h 127.0.0.1 -p "$SKENE_TEST_REDIS_PORT")
-    if [[ "${SKENE_TEST_REDIS_TLS:-0}" == 1 ]]; then
-        args+=(--tls --cacert "$SKENE_TEST_REDIS_CA")
-    fi
-    if [[ "${SKENE_TEST_REDIS_ACL:-0}" == 1 ]]; then
-        REDISCLI_AUTH=$SKENE_TEST_REDIS_PASSWORD redis-cli "${args[@]}" --user "$SKENE_TEST_REDIS_USER" "$@"
-    else
-        redis-cli "${args[@]}" "$@"
-    fi
-}
-
-# The app's writes of a plan file (format in writes.awk), pipelined; fails unless Redis answered
-# every command without an error.
-write_plan() {
-    local out
-    out=$(LC_ALL=C awk -f "$E2E_DIR/people.awk" -f "$E2E_DIR/writes.awk" "$1" | rcli --pipe 2>&1)
-    if ! grep -q '^errors: 0, replies: [0-9]' <<<"$out"; then
-        fail "writing $(basename "$1") to Redis: $(tr '\n' ' ' <<<"$out")"
-        return 1
-    fi
-}
 
 # Keys matching a pattern (SCAN, never KEYS), one per line.
 rkeys() { rcli --scan --pattern "$1"; }
@@ -152,76 +55,33 @@ stream_state() {
 # Every entry of every stream in $@ read by the group and acknowledged (0 pending, lag 0).
 streams_done() {
     local s st
-    E2E_MISSING=
+    RUN_MISSING=
     for s in "$@"; do
         st=$(stream_state "$s")
-        [[ "$st" == "0 0" ]] || E2E_MISSING+="$s: pending/lag $st; "
+        [[ "$st" == "0 0" ]] || RUN_MISSING+="$s: pending/lag $st; "
     done
-    [[ -z "$E2E_MISSING" ]]
+    [[ -z "$RUN_MISSING" ]]
 }
 
-# ---- the loops ----
+# ---- workers ----
 
-# build_skb CONFIG [skenec build options]: E2E_SKB is the result.
-build_skb() {
-    local config=$1
-    shift
-    E2E_SKB=$E2E_WORK/loops.skb
-    if ! "$SKENEC" build -o "$E2E_SKB" "$@" "$config" >"$E2E_WORK/skenec.out" 2>&1; then
-        show "$E2E_WORK/skenec.out" 20
-        fatal "skenec build $config"
-    fi
-}
-
-# worker_start ID [run options]: starts `skene-vm run --worker ID` on E2E_SKB with its log in
-# logs/ID.RUN.jsonl, and waits (10 s at most) for its worker.start line.
+# worker_start ID [run options]: starts `skene-vm run --worker ID` on RUN_SKB with its log in
+# logs/ID.RUN.jsonl, email to the outbox, and waits (10 s at most) for its worker.start line.
 worker_start() {
-    local id=$1
-    shift
-    local run=$((${W_RUNS[$id]:-0} + 1))
-    W_RUNS[$id]=$run
-    local log=$E2E_WORK/logs/$id.$run.jsonl err=$E2E_WORK/logs/$id.$run.stderr
-    local -a envs=(REDIS_URL="$SKENE_TEST_REDIS_URL" SKENE_OUTBOX="$E2E_OUTBOX" SKENE_EMAIL_FROM="$E2E_FROM")
+    W_ENV=(-u RESEND_API_KEY -u UPSTASH_REDIS_URL -u SKENE_REDIS_PREFIX -u SKENE_REDIS_INSECURE -u SKENE_WORKER
+        REDIS_URL="$SKENE_TEST_REDIS_URL" SKENE_OUTBOX="$E2E_OUTBOX" SKENE_EMAIL_FROM="$E2E_FROM")
     if [[ "${SKENE_TEST_REDIS_TLS:-0}" == 1 ]]; then
-        envs+=(SKENE_REDIS_CA="$SKENE_TEST_REDIS_CA")
+        W_ENV+=(SKENE_REDIS_CA="$SKENE_TEST_REDIS_CA")
     fi
-    env -u RESEND_API_KEY -u UPSTASH_REDIS_URL -u SKENE_REDIS_PREFIX -u SKENE_REDIS_INSECURE -u SKENE_WORKER \
-        "${envs[@]}" "$SKENE_VM" run --worker "$id" "$@" "$E2E_SKB" >"$log" 2>"$err" &
-    local pid=$!
-    E2E_PIDS[$pid]="worker $id"
-    W_PID[$id]=$pid
-    W_ALL_LOGS+=("$log")
-    for _ in $(seq 1 200); do
-        grep -q '"event":"worker.start"' "$log" 2>/dev/null && return 0
-        if ! kill -0 "$pid" 2>/dev/null; then
-            { wait "$pid"; } 2>/dev/null
-            local rc=$?
-            unset "E2E_PIDS[$pid]"
-            show "$err" 20
-            fatal "worker $id (run $run) exited with status $rc before starting (its stderr above)"
-        fi
-        sleep 0.05
-    done
-    fatal "worker $id (run $run) printed no worker.start line within 10 s"
+    worker_run "$@"
 }
 
 # SIGTERM: the worker drains and must exit 0 (within 30 s) with its worker.stop line.
 worker_stop() {
-    local id=$1 pid=${W_PID[$1]} rc
-    local log=$E2E_WORK/logs/$id.${W_RUNS[$id]}.jsonl
-    kill -TERM "$pid"
-    for _ in $(seq 1 600); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        fail "worker $id did not exit within 30 s of SIGTERM"
-        kill -KILL "$pid"
-    fi
-    { wait "$pid"; } 2>/dev/null
+    local id=$1 rc
+    local log=$RUN_WORK/logs/$id.${W_RUNS[$id]}.jsonl
+    worker_term "$id" 30
     rc=$?
-    unset "E2E_PIDS[$pid]"
-    W_PID[$id]=
     if [[ $rc != 0 ]]; then
         fail "worker $id exited with status $rc after SIGTERM (want 0); its stderr:"
         show "${log%.jsonl}.stderr" 10
@@ -234,11 +94,8 @@ worker_stop() {
 
 # SIGKILL, no drain: what it was doing must come back from Redis.
 worker_kill() {
-    local id=$1 pid=${W_PID[$1]}
-    kill -KILL "$pid"
-    { wait "$pid"; } 2>/dev/null
-    unset "E2E_PIDS[$pid]"
-    W_PID[$id]=
+    kill -KILL "${W_PID[$1]}"
+    worker_reap "$1"
 }
 
 # The counters of a log's worker.stop line, as "started=.. claimed=.. ...".
@@ -255,29 +112,13 @@ worker_stop_count() {
 
 # ---- waiting ----
 
-# wait_for SECONDS WHAT FUNC [ARGS]: polls FUNC every E2E_POLL seconds (0.1) until it returns 0. On
-# timeout it fails with what FUNC left in E2E_MISSING, and returns 1.
-wait_for() {
-    local secs=$1 what=$2
-    shift 2
-    local deadline=$((${EPOCHREALTIME/./} + secs * 1000000))
-    while :; do
-        "$@" && return 0
-        if ((${EPOCHREALTIME/./} > deadline)); then
-            fail "gave up after ${secs}s waiting for $what: ${E2E_MISSING:-(nothing said)}"
-            return 1
-        fi
-        sleep "${E2E_POLL:-0.1}"
-    done
-}
-
 # all_ended USERS: USERS subjects in started:activation and no timer left (every instance that
 # started has ended: a live instance always has a timer, its deadline or its lease's end).
 all_ended() {
     local started timers
     started=$(rcli SCARD skene:started:activation)
     timers=$(rcli ZCARD skene:timers)
-    E2E_MISSING="$started of $1 users started, $timers instances with a timer (not ended)"
+    RUN_MISSING="$started of $1 users started, $timers instances with a timer (not ended)"
     ((started == $1 && timers == 0))
 }
 
@@ -289,6 +130,15 @@ wait_all_done() {
     shift 2
     wait_for "$secs" "all $users instances to start and end" all_ended "$users" || return 1
     wait_for 15 "every stream entry to be acknowledged once all instances ended" streams_done "$@"
+}
+
+# n_ended WANT LOGS...: at least WANT instance.end lines in the logs (a cheap grep, for polling).
+n_ended() {
+    local want=$1 n
+    shift
+    n=$(cat "$@" 2>/dev/null | grep -c '"event":"instance.end"')
+    RUN_MISSING="$n of $want instances ended"
+    ((n >= want))
 }
 
 # ---- logs ----
@@ -305,27 +155,29 @@ log_table() {
         /}$/ && /"subject":/ { print f("worker") "\t" f("event") "\t" f("subject") "\t" f("outcome") }' "$@"
 }
 
-# Subjects of an event in log files, sorted and distinct (outcome: only instance.end lines with it).
-log_subjects() { # EVENT [OUTCOME] -- FILES
-    local ev=$1 oc=-
-    shift
-    [[ "$1" != -- ]] && { oc=$1; shift; }
-    shift
-    log_table "$@" | awk -F'\t' -v ev="$ev" -v oc="$oc" '$2 == ev && (oc == "-" || $4 == oc) { print $3 }' | sort -u
-}
-
 # wave_waiting IDS LOGS...: every subject of the sorted file IDS shows a condition.wait in the logs.
 wave_waiting() {
     local ids=$1 missing
     shift
     missing=$(log_table "$@" | awk -F'\t' '$2 == "condition.wait" { print $3 }' | sort -u | comm -23 "$ids" -)
-    E2E_MISSING="$(grep -c . <<<"$missing") of $(wc -l <"$ids") users not waiting yet,"
-    E2E_MISSING+=" e.g. $(head -5 <<<"$missing" | tr '\n' ' ')"
+    RUN_MISSING="$(grep -c . <<<"$missing") of $(wc -l <"$ids") users not waiting yet,"
+    RUN_MISSING+=" e.g. $(head -5 <<<"$missing" | tr '\n' ' ')"
     [[ -z "$missing" ]]
 }
 
 # Users who create a first project in the tests that do not draw them at random: 2 of every 3.
 activated() { (($1 % 3 != 0)); }
+
+# signups VERB FIRST LAST: the plan of users FIRST..LAST signing up in order (VERB: user, or
+# user-hset for a keyspace table), each activated user's first project right after its row.
+signups() {
+    local n
+    for n in $(seq "$2" "$3"); do
+        echo "$1 $n"
+        activated "$n" && echo "action $n"
+    done
+    return 0
+}
 
 # write_waves FIRST LAST SIZE VERB PLAN LOGS...: users FIRST..LAST (VERB: user, or user-hset for a
 # keyspace table) in waves of SIZE. Once the log shows every instance of a wave waiting, the wave's
@@ -337,7 +189,7 @@ write_waves() {
     for ((from = first; from <= last; from += size)); do
         to=$((from + size - 1))
         ((to > last)) && to=$last
-        w=$E2E_WORK/wave.$from
+        w=$RUN_WORK/wave.$from
         seq "$from" "$to" | sed "s/^/$verb /" >"$w.users"
         seq "$from" "$to" | sed 's/^/u/' | sort >"$w.ids"
         for n in $(seq "$from" "$to"); do
@@ -345,7 +197,7 @@ write_waves() {
         done >"$w.actions"
         cat "$w.users" "$w.actions" >>"$plan"
         write_plan "$w.users"
-        E2E_POLL=0.02 wait_for 20 "the instances of users $from-$to to wait" wave_waiting "$w.ids" "$@"
+        RUN_POLL=0.02 wait_for 20 "the instances of users $from-$to to wait" wave_waiting "$w.ids" "$@"
         write_plan "$w.actions"
     done
 }
@@ -363,10 +215,27 @@ random_plan() {
     }' | sort -n -k1,1 | cut -f2 >"$3"
 }
 
+# plan_chunks PLAN LINES: splits PLAN into files of LINES writes (chunks/cNNN), and prints their
+# names in order.
+plan_chunks() {
+    mkdir -p "$RUN_WORK/chunks"
+    split -l "$2" -d -a 3 "$1" "$RUN_WORK/chunks/c"
+    printf '%s\n' "$RUN_WORK"/chunks/c*
+}
+
 # ---- assertions ----
 
 # A sorted file of ids u1..uN of a plan: plan_ids PLAN VERB (user, user-hset, action...).
 plan_ids() { awk -v v="$2" '$1 == v { print "u" $2 }' "$1" | sort -u; }
+
+# plan_users PLAN VERB: the sorted id files of a plan's users: E2E_ALL (every user, VERB: user or
+# user-hset), E2E_ACTIVATED (those with a first project) and E2E_OTHERS (the rest).
+plan_users() {
+    E2E_ALL=$RUN_WORK/all.ids E2E_ACTIVATED=$RUN_WORK/activated.ids E2E_OTHERS=$RUN_WORK/others.ids
+    plan_ids "$1" "$2" >"$E2E_ALL"
+    plan_ids "$1" action >"$E2E_ACTIVATED"
+    comm -23 "$E2E_ALL" "$E2E_ACTIVATED" >"$E2E_OTHERS"
+}
 
 # Compares two sorted id lists; says how many and which differ. 0 when equal.
 same_ids() { # WHAT EXPECTED ACTUAL
@@ -386,7 +255,7 @@ same_ids() { # WHAT EXPECTED ACTUAL
 # anyone else, each exactly the activation email (eml.awk). Leftover temporary files (a write cut by
 # SIGKILL) fail unless tmp-ok.
 check_outbox() {
-    local want=$1 tmp_ok=${2:-} res=$E2E_WORK/outbox.check
+    local want=$1 tmp_ok=${2:-} res=$RUN_WORK/outbox.check
     (cd "$E2E_OUTBOX" && find . -maxdepth 1 -name '*.eml' -print0 |
         xargs -0 -r awk -v from="$E2E_FROM" -f "$E2E_DIR/people.awk" -f "$E2E_DIR/eml.awk") >"$res"
     local total bad dups
@@ -422,7 +291,7 @@ check_outbox() {
 check_outcomes() {
     local completed=$1 timed_out=$2 mode=$3
     shift 3
-    local t=$E2E_WORK/outcomes
+    local t=$RUN_WORK/outcomes
     log_table "$@" >"$t.tsv"
     awk -F'\t' '$2 == "instance.end" && $4 == "completed" { print $3 }' "$t.tsv" | sort -u >"$t.completed"
     awk -F'\t' '$2 == "instance.end" && $4 == "timed_out" { print $3 }' "$t.tsv" | sort -u >"$t.timed_out"
@@ -510,10 +379,10 @@ check_redis_clean() {
     ((n == 0)) || { fail "skene:timers still has $n members, e.g. $(rcli ZRANGE skene:timers 0 2 | tr '\n' ' ')"; good=0; }
     n=$(rcli XLEN skene:dlq)
     ((n == 0)) || { fail "$n dead letters in skene:dlq"; good=0; }
-    rcli SMEMBERS skene:started:activation | sort >"$E2E_WORK/started.actual"
-    same_ids "subjects in skene:started:activation" "$started" "$E2E_WORK/started.actual" || good=0
+    rcli SMEMBERS skene:started:activation | sort >"$RUN_WORK/started.actual"
+    same_ids "subjects in skene:started:activation" "$started" "$RUN_WORK/started.actual" || good=0
     if ! streams_done "$@"; then
-        fail "streams not fully read and acknowledged: $E2E_MISSING"
+        fail "streams not fully read and acknowledged: $RUN_MISSING"
         good=0
     fi
     ((good)) && ok "Redis is clean: no skene:inst:*, skene:lease:* or skene:wait:* key, skene:timers" \

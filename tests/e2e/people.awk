@@ -1,17 +1,17 @@
 # people.awk: the made-up users of the e2e tests, as a function of their number n, shared by the
-# writer (writes.awk) and the outbox checker (eml.awk) so the two cannot disagree. User n has id
-# u<n>, row users:u<n>; its first project is row user_actions:a<n>. Names and links carry an
+# writer (tests/lib/writes.awk) and the outbox checker (eml.awk) so the two cannot disagree. User n
+# has id u<n>, row users:u<n>; its first project is row user_actions:a<n>. Names and links carry an
 # apostrophe and an ampersand, so the HTML part must show them escaped and the text part as is.
 
-function e2e_name(n,    f) {
+function person_name(n,    f) {
   f = n % 5
   return (f == 0 ? "Ada" : f == 1 ? "Grace" : f == 2 ? "Linus" : f == 3 ? "Mary O'Neil" : "Tom & Jerry") " " n
 }
-function e2e_email(n) { return "u" n "@example.com" }
-function e2e_link(n) { return "https://app.example.com/setup?u=u" n "&ref=e2e" }
+function person_email(n) { return "u" n "@example.com" }
+function person_link(n) { return "https://app.example.com/setup?u=u" n "&ref=e2e" }
 
 # As the VM escapes a value in an HTML body (vm/interp.c).
-function e2e_html(s) {
+function html_escape(s) {
   gsub(/&/, "\\&amp;", s)
   gsub(/</, "\\&lt;", s)
   gsub(/>/, "\\&gt;", s)

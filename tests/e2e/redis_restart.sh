@@ -19,7 +19,7 @@ e2e_init e2e_redis_restart "$1" "$2"
 users=${E2E_USERS:-4000}
 seed=${E2E_SEED:-3}
 opts=(--time-scale "${E2E_TIME_SCALE:-60}" --lease-ms 1000 --claim-idle-ms 1000)
-build_skb "$E2E_ROOT/examples/activation/skene.config.ts"
+build_skb "$RUN_ROOT/examples/activation/skene.config.ts"
 
 # Durable Redis: now, and for every restart.
 printf 'appendonly yes\nappendfsync always\n' >>"$SKENE_TEST_REDIS_CONF"
@@ -28,7 +28,7 @@ rcli CONFIG SET appendonly yes >/dev/null
 aof_ready() {
     local info
     info=$(rcli INFO persistence | tr -d '\r')
-    E2E_MISSING=$(grep -E '^aof_(enabled|rewrite_in_progress|rewrite_scheduled):' <<<"$info" | tr '\n' ' ')
+    RUN_MISSING=$(grep -E '^aof_(enabled|rewrite_in_progress|rewrite_scheduled):' <<<"$info" | tr '\n' ' ')
     grep -q '^aof_enabled:1$' <<<"$info" && grep -q '^aof_rewrite_in_progress:0$' <<<"$info" &&
         grep -q '^aof_rewrite_scheduled:0$' <<<"$info"
 }
@@ -48,49 +48,42 @@ redis_restart() {
     else
         rcli SHUTDOWN >/dev/null 2>&1
     fi
-    for i in $(seq 1 200); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -0 "$pid" 2>/dev/null && fatal "redis-server $pid did not stop ($how)"
+    wait_exit "$pid" 10 || fatal "redis-server $pid did not stop ($how)"
     sleep 0.5
     rm -f "$SKENE_TEST_REDIS_PIDFILE"
     # In a subshell whose own stderr is dropped, so that bash never reports the SIGKILL of its child.
-    (redis-server "$SKENE_TEST_REDIS_CONF" </dev/null >>"$E2E_WORK/redis.out" 2>&1 || true) 2>/dev/null &
-    E2E_PIDS[$!]="redis-server launcher"
+    (redis-server "$SKENE_TEST_REDIS_CONF" </dev/null >>"$RUN_WORK/redis.out" 2>&1 || true) 2>/dev/null &
+    RUN_PIDS[$!]="redis-server launcher"
     for i in $(seq 1 200); do
         [[ "$(rcli PING 2>/dev/null)" == PONG ]] && break
         sleep 0.05
     done
     [[ "$(rcli PING 2>/dev/null)" == PONG ]] || fatal "redis-server did not come back after $how"
     pid=$(cat "$SKENE_TEST_REDIS_PIDFILE")
-    E2E_PIDS[$pid]="redis-server"
+    RUN_PIDS[$pid]="redis-server"
     say "redis-server restarted ($how, down 0.5 s); now PID $pid, $(rcli DBSIZE) keys loaded from the AOF"
 }
 
-plan=$E2E_WORK/plan
+plan=$RUN_WORK/plan
 random_plan "$users" "$seed" "$plan"
-all=$E2E_WORK/all.ids yes=$E2E_WORK/activated.ids no=$E2E_WORK/others.ids
-plan_ids "$plan" user >"$all"
-plan_ids "$plan" action >"$yes"
-comm -23 "$all" "$yes" >"$no"
+plan_users "$plan" user
 third=$((($(wc -l <"$plan") + 2) / 3))
-split -l "$third" -d -a 1 "$plan" "$E2E_WORK/part"
-say "plan (seed $seed): $users users, $(wc -l <"$yes") with a first project, in 3 parts of $third writes"
+mapfile -t parts < <(plan_chunks "$plan" "$third")
+say "plan (seed $seed): $users users, $(wc -l <"$E2E_ACTIVATED") with a first project, in 3 parts of $third writes"
 
 worker_start w1 "${opts[@]}"
 pid0=${W_PID[w1]}
-log=$E2E_WORK/logs/w1.1.jsonl
+log=$RUN_WORK/logs/w1.1.jsonl
 marks=()
-write_plan "$E2E_WORK/part0"
+write_plan "${parts[0]}"
 sleep 0.15
 marks+=("$(wc -l <"$log")")
 redis_restart shutdown
-write_plan "$E2E_WORK/part1"
+write_plan "${parts[1]}"
 sleep 0.15
 marks+=("$(wc -l <"$log")")
 redis_restart kill
-write_plan "$E2E_WORK/part2"
+write_plan "${parts[2]}"
 
 wait_all_done "$users" 45 skene:users skene:user_actions
 if [[ "${W_PID[w1]}" == "$pid0" ]] && kill -0 "$pid0" 2>/dev/null; then
@@ -101,9 +94,9 @@ fi
 worker_stop w1
 
 say "checks"
-check_outbox "$yes"
-check_redis_clean "$all" skene:users skene:user_actions
-check_outcomes "$yes" "$no" distinct "$log"
+check_outbox "$E2E_ACTIVATED"
+check_redis_clean "$E2E_ALL" skene:users skene:user_actions
+check_outcomes "$E2E_ACTIVATED" "$E2E_OTHERS" distinct "$log"
 for i in 0 1; do
     after=$(tail -n +"$((marks[i] + 1))" "$log" | grep -c '"event":"instance.end"')
     if ((after > 0)); then

@@ -18,18 +18,13 @@ e2e_init e2e_workers "$1" "$2"
 users=${E2E_USERS:-10000}
 seed=${E2E_SEED:-2}
 opts=(--time-scale "${E2E_TIME_SCALE:-30}" --lease-ms 1000 --claim-idle-ms 1000)
-build_skb "$E2E_ROOT/examples/activation/skene.config.ts"
+build_skb "$RUN_ROOT/examples/activation/skene.config.ts"
 
-plan=$E2E_WORK/plan
+plan=$RUN_WORK/plan
 random_plan "$users" "$seed" "$plan"
-all=$E2E_WORK/all.ids yes=$E2E_WORK/activated.ids no=$E2E_WORK/others.ids
-plan_ids "$plan" user >"$all"
-plan_ids "$plan" action >"$yes"
-comm -23 "$all" "$yes" >"$no"
-mkdir -p "$E2E_WORK/chunks"
-split -l 1000 -d -a 3 "$plan" "$E2E_WORK/chunks/c"
-chunks=("$E2E_WORK"/chunks/c*)
-say "plan (seed $seed): $users users, $(wc -l <"$yes") with a first project, $(wc -l <"$plan") writes" \
+plan_users "$plan" user
+mapfile -t chunks < <(plan_chunks "$plan" 1000)
+say "plan (seed $seed): $users users, $(wc -l <"$E2E_ACTIVATED") with a first project, $(wc -l <"$plan") writes" \
     "in ${#chunks[@]} chunks of 1000, one every 0.3 s"
 
 # Entries of a stream delivered to a consumer and not acknowledged.
@@ -61,8 +56,8 @@ worker_stop w1
 worker_stop w3
 
 say "checks"
-check_outbox "$yes" tmp-ok
-check_redis_clean "$all" skene:users skene:user_actions
+check_outbox "$E2E_ACTIVATED" tmp-ok
+check_redis_clean "$E2E_ALL" skene:users skene:user_actions
 for s in skene:users skene:user_actions; do
     left=$(pending_of "$s" w2)
     ((left == 0)) || fail "$s: w2 still has $left entries pending"
@@ -73,12 +68,12 @@ else
     say "note: w2 had no unacknowledged entry when it was killed, so no claim was needed this time"
 fi
 # Outcomes from the logs: w1 and w3 ran to the end; w2's log may have lost its last line.
-check_outcomes "$yes" "$no" distinct "${W_ALL_LOGS[@]}"
+check_outcomes "$E2E_ACTIVATED" "$E2E_OTHERS" distinct "${W_ALL_LOGS[@]}"
 
-log_table "${W_ALL_LOGS[@]}" >"$E2E_WORK/all.tsv"
+log_table "${W_ALL_LOGS[@]}" >"$RUN_WORK/all.tsv"
 for w in w1 w2 w3; do
     counts=$(awk -F'\t' -v w="$w" '$1 == w && $2 == "instance.start" { s++ } $1 == w && $2 == "instance.end" { e++ }
-        $1 == w && $2 == "action.ok" { m++ } END { print s + 0, e + 0, m + 0 }' "$E2E_WORK/all.tsv")
+        $1 == w && $2 == "action.ok" { m++ } END { print s + 0, e + 0, m + 0 }' "$RUN_WORK/all.tsv")
     read -r s e m <<<"$counts"
     if ((s > 0 && e > 0)); then
         ok "$w did part of the work: $s instances started, $e ended, $m emails"
@@ -87,7 +82,7 @@ for w in w1 w2 w3; do
     fi
 done
 moved=$(awk -F'\t' '$2 == "instance.start" && $1 == "w2" { s[$3] = 1 } $2 == "instance.end" && $1 != "w2" && s[$3] { n++ }
-    END { print n + 0 }' "$E2E_WORK/all.tsv")
+    END { print n + 0 }' "$RUN_WORK/all.tsv")
 if ((moved > 0)); then
     ok "$moved instances started by w2 were finished by w1 or w3"
 else

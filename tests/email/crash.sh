@@ -20,7 +20,7 @@ EM_RPS=10
 activated() { (($1 % 6 != 0)); }
 n_activated=$((users - users / 6))
 
-build_skb "$EM_ROOT/examples/activation/skene.config.ts"
+build_skb "$RUN_ROOT/examples/activation/skene.config.ts"
 mock_start --rps 20
 mock_faults '{"faults":[{"path":"/emails*","delay_ms":100,"count":1000000}]}'
 run_opts=(--time-scale 60 --lease-ms 1000 --due-interval-ms 500)
@@ -38,8 +38,8 @@ for ((k = 0; k < kills; k++)); do
     for ((n = from; n <= to; n++)); do
         echo "user $n"
         activated "$n" && echo "action $n"
-    done >"$EM_WORK/plan.$k"
-    write_plan "$EM_WORK/plan.$k"
+    done >"$RUN_WORK/plan.$k"
+    write_plan "$RUN_WORK/plan.$k"
     sleep "${waits[$k]}"
     in_flight=$(mock_stat in_flight) # requests held by the delay: sent, not answered yet
     worker_kill w1
@@ -63,30 +63,30 @@ all_ended() {
     local started timers
     started=$(rcli SCARD skene:started:activation)
     timers=$(rcli ZCARD skene:timers)
-    EM_MISSING="$started of $users users started, $timers instances not ended"
+    RUN_MISSING="$started of $users users started, $timers instances not ended"
     ((started == users && timers == 0))
 }
 wait_for 60 "every instance to end" all_ended
 sleep 0.5 # anything sent twice would show now
 worker_stop w1
 
-js emails "$EM_MOCK_URL" | cut -f1 | sort >"$EM_WORK/emails.to"
-for ((n = 1; n <= users; n++)); do activated "$n" && echo "u$n@example.com"; done | sort >"$EM_WORK/emails.want"
-total=$(wc -l <"$EM_WORK/emails.to")
-distinct=$(sort -u "$EM_WORK/emails.to" | wc -l)
-missing=$(sort -u "$EM_WORK/emails.to" | comm -23 "$EM_WORK/emails.want" - | wc -l)
-extra=$(sort -u "$EM_WORK/emails.to" | comm -13 "$EM_WORK/emails.want" - | wc -l)
+js emails "$EM_MOCK_URL" | cut -f1 | sort >"$RUN_WORK/emails.to"
+for ((n = 1; n <= users; n++)); do activated "$n" && echo "u$n@example.com"; done | sort >"$RUN_WORK/emails.want"
+total=$(wc -l <"$RUN_WORK/emails.to")
+distinct=$(sort -u "$RUN_WORK/emails.to" | wc -l)
+missing=$(sort -u "$RUN_WORK/emails.to" | comm -23 "$RUN_WORK/emails.want" - | wc -l)
+extra=$(sort -u "$RUN_WORK/emails.to" | comm -13 "$RUN_WORK/emails.want" - | wc -l)
 if ((total == n_activated && distinct == n_activated && missing == 0 && extra == 0)); then
     ok "the mock accepted $total emails, $distinct distinct \`to\`: exactly one per activated user," \
         "none for the $((users - n_activated)) others"
 else
     fail "the mock accepted $total emails, $distinct distinct \`to\`, for $n_activated activated users:" \
-        "$missing activated users without one ($(sort -u "$EM_WORK/emails.to" | comm -23 "$EM_WORK/emails.want" - | head -3 | tr '\n' ' ')...)," \
-        "$((total - distinct)) duplicates ($(uniq -d "$EM_WORK/emails.to" | head -3 | tr '\n' ' ')...)," \
+        "$missing activated users without one ($(sort -u "$RUN_WORK/emails.to" | comm -23 "$RUN_WORK/emails.want" - | head -3 | tr '\n' ' ')...)," \
+        "$((total - distinct)) duplicates ($(uniq -d "$RUN_WORK/emails.to" | head -3 | tr '\n' ' ')...)," \
         "$extra for users who never activated"
 fi
-requests >"$EM_WORK/reqs"
-say "the mock: $(wc -l <"$EM_WORK/reqs") requests, $(awk -F'\t' '$3 == "/emails/batch"' "$EM_WORK/reqs" | wc -l) batches," \
+requests >"$RUN_WORK/reqs"
+say "the mock: $(wc -l <"$RUN_WORK/reqs") requests, $(awk -F'\t' '$3 == "/emails/batch"' "$RUN_WORK/reqs" | wc -l) batches," \
     "$(mock_stat idempotent_replays) idempotent replays (sends repeated after a kill, answered from Resend's" \
     "record), $(mock_stat by_status.409) answered 409, $(mock_stat rate_limited) rate-limited"
 adopted=$(cat "${W_ALL_LOGS[@]}" | grep '"event":"resend.batches"' | sed -n 's/.*"adopted":\([0-9]*\).*/\1/p' | tr '\n' ' ')

@@ -7,23 +7,16 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 em_init email_drop_after_accept "$@"
 
-build_skb "$EM_ROOT/examples/activation/skene.config.ts"
+build_skb "$RUN_ROOT/examples/activation/skene.config.ts"
 mock_start --rps 0
 mock_faults '{"faults":[{"path":"/emails","drop":"after_accept"}]}'
 one_activation w1 1 --time-scale 20
 
-requests u1@example.com >"$EM_WORK/reqs"
-outcomes=$(cut -f4,5,6 "$EM_WORK/reqs" | tr '\t\n' ', ')
-keys=$(cut -f7 "$EM_WORK/reqs" | sort -u)
-if [[ "$outcomes" == "-,dropped,drop_after_accept 200,replied,- " && $(grep -c . <<<"$keys") == 1 &&
-    $(requests | wc -l) == 2 ]]; then
-    ok "2 requests: accepted then dropped unanswered, then 200; both with Idempotency-Key $keys"
-else
-    fail "want 2 requests (dropped after accept, then 200) under one key; got:"
-    show "$EM_WORK/reqs"
-fi
-wlog u1 >"$EM_WORK/u1"
-retry=$(awk -F'\t' '$2 == "action.retry" { print $9 }' "$EM_WORK/u1")
+check_requests 1 4,5,6 "-,dropped,drop_after_accept 200,replied,- " \
+    "2 requests: accepted then dropped unanswered, then 200; both with Idempotency-Key" \
+    "want 2 requests (dropped after accept, then 200)"
+wlog u1 >"$RUN_WORK/u1"
+retry=$(awk -F'\t' '$2 == "action.retry" { print $9 }' "$RUN_WORK/u1")
 if [[ $(grep -c . <<<"$retry") == 1 && "$retry" == resend:* ]]; then
     ok "one action.retry (transient): $retry"
 else

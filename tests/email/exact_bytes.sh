@@ -37,16 +37,16 @@ phase() {
     local n
     n=$(js requests "$EM_MOCK_LOG" | wc -l)
     ((n == 1)) || fail "$what: $n requests reached the mock (want 1):" "$(js requests "$EM_MOCK_LOG" | cut -f2-6)"
-    js request "$EM_MOCK_LOG" 1 >"$EM_WORK/$what.request"
+    js request "$EM_MOCK_LOG" 1 >"$RUN_WORK/$what.request"
     if [[ "${SKENE_UPDATE_GOLDEN:-0}" == 1 ]]; then
         mkdir -p "$(dirname "$expected")"
-        cp "$EM_WORK/$what.request" "$expected"
+        cp "$RUN_WORK/$what.request" "$expected"
         say "wrote $expected: check it by hand"
-    elif cmp -s "$expected" "$EM_WORK/$what.request"; then
-        ok "$what: the request is $(basename "$expected") byte for byte ($(wc -c <"$EM_WORK/$what.request") bytes)"
+    elif cmp -s "$expected" "$RUN_WORK/$what.request"; then
+        ok "$what: the request is $(basename "$expected") byte for byte ($(wc -c <"$RUN_WORK/$what.request") bytes)"
     else
         fail "$what: the request differs from $(basename "$expected") (- expected, + sent):"
-        diff -u "$expected" "$EM_WORK/$what.request" | sed -n '3,40p' | sed 's/^/        /'
+        diff -u "$expected" "$RUN_WORK/$what.request" | sed -n '3,40p' | sed 's/^/        /'
     fi
 
     # The worker's own account of it.
@@ -75,20 +75,20 @@ phase() {
         if (withAction === "1") ev.push({ at: "1s", table: "user_actions", op: "insert", id: "a1",
             row: { user_id: "u1", action_type: "first_project_created" } });
         process.stdout.write(JSON.stringify({ start: "2026-01-05T09:00:00Z", until: "10m", seed: 1, events: ev }));
-    ' "$name" "$email" "$link" "$with_action" >"$EM_WORK/$what.scenario.json"
-    if ! SKENE_EMAIL_FROM=$EM_FROM "$SKENE_VM" simulate "$EM_SKB" "$EM_WORK/$what.scenario.json" \
-        >"$EM_WORK/$what.sim.jsonl" 2>"$EM_WORK/$what.sim.err"; then
-        show "$EM_WORK/$what.sim.err"
+    ' "$name" "$email" "$link" "$with_action" >"$RUN_WORK/$what.scenario.json"
+    if ! SKENE_EMAIL_FROM=$EM_FROM "$SKENE_VM" simulate "$RUN_SKB" "$RUN_WORK/$what.scenario.json" \
+        >"$RUN_WORK/$what.sim.jsonl" 2>"$RUN_WORK/$what.sim.err"; then
+        show "$RUN_WORK/$what.sim.err"
         fail "$what: skene-vm simulate failed"
-    elif js simcheck "$EM_MOCK_LOG" 1 "$EM_WORK/$what.sim.jsonl" >"$EM_WORK/$what.simcheck"; then
+    elif js simcheck "$EM_MOCK_LOG" 1 "$RUN_WORK/$what.sim.jsonl" >"$RUN_WORK/$what.simcheck"; then
         ok "$what: the body is the email \`skene-vm simulate\` renders for the same row, under the same key"
     else
         fail "$what: the email sent is not the one the simulator renders:"
-        show "$EM_WORK/$what.simcheck"
+        show "$RUN_WORK/$what.simcheck"
     fi
     mock_stop
 }
 
-phase activation "$EM_ROOT/examples/activation/skene.config.ts" 1
+phase activation "$RUN_ROOT/examples/activation/skene.config.ts" 1
 phase template "$EM_DIR/template.config.ts" 0
 em_done

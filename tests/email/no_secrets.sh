@@ -19,11 +19,11 @@ EM_API_KEY=re_test_$key_part
 password=$SKENE_TEST_REDIS_PASSWORD
 pw_part=${password: -16} # with-redis.sh: 16 random hex digits at the end
 [[ "$pw_part" =~ ^[0-9a-f]{16}$ ]] || fatal "the Redis password does not end in 16 hex digits as with-redis.sh makes it"
-out=$EM_WORK/out
+out=$RUN_WORK/out
 mkdir -p "$out"
 
-build_skb "$EM_ROOT/examples/activation/skene.config.ts"
-RESEND_API_KEY=$EM_API_KEY REDIS_URL=$SKENE_TEST_REDIS_URL "$SKENEC" dump "$EM_SKB" >"$out/skenec-dump.out" 2>&1 ||
+build_skb "$RUN_ROOT/examples/activation/skene.config.ts"
+RESEND_API_KEY=$EM_API_KEY REDIS_URL=$SKENE_TEST_REDIS_URL "$SKENEC" dump "$RUN_SKB" >"$out/skenec-dump.out" 2>&1 ||
     fail "skenec dump failed"
 mock_start --rps 0
 worker_start w1 --time-scale 20 --due-interval-ms 200
@@ -65,7 +65,7 @@ worker_stop w1
 say "-- a start refused: the right user, a wrong password that begins with the right one"
 env -u UPSTASH_REDIS_URL REDIS_URL="${SKENE_TEST_REDIS_URL/@/x@}" RESEND_API_KEY="$EM_API_KEY" \
     RESEND_API_URL="$EM_MOCK_URL" SKENE_EMAIL_FROM="$EM_FROM" \
-    "$SKENE_VM" run --worker w2 "$EM_SKB" >"$out/refused.stdout" 2>"$out/refused.stderr"
+    "$SKENE_VM" run --worker w2 "$RUN_SKB" >"$out/refused.stdout" 2>"$out/refused.stderr"
 rc=$?
 if ((rc == 1)) && grep -q . "$out/refused.stderr"; then
     ok "refused to start (exit 1): $(head -1 "$out/refused.stderr")"
@@ -84,7 +84,7 @@ mv "$out/redis.rdb" "$out/redis.rdb.out"
 # The search: every file of out/ and every worker log and stderr, for each secret whole and for its
 # random part (which no escaping changes).
 found=0
-for f in "$out"/* "$EM_WORK"/logs/w*.jsonl "$EM_WORK"/logs/w*.stderr; do
+for f in "$out"/* "$RUN_WORK"/logs/w*.jsonl "$RUN_WORK"/logs/w*.stderr; do
     for s in "$EM_API_KEY" "$key_part" "$password" "$pw_part"; do
         if grep -aqF -- "$s" "$f"; then
             fail "$(basename "$f") holds a secret: $(grep -aF -- "$s" "$f" | head -1 | cut -c1-200)"
@@ -92,8 +92,8 @@ for f in "$out"/* "$EM_WORK"/logs/w*.jsonl "$EM_WORK"/logs/w*.stderr; do
         fi
     done
 done
-n=$(ls "$out" "$EM_WORK"/logs/w*.jsonl "$EM_WORK"/logs/w*.stderr | wc -l)
-lines=$(cat "$EM_WORK"/logs/w*.jsonl | wc -l)
+n=$(ls "$out" "$RUN_WORK"/logs/w*.jsonl "$RUN_WORK"/logs/w*.stderr | wc -l)
+lines=$(cat "$RUN_WORK"/logs/w*.jsonl | wc -l)
 ((found == 0)) && ok "neither the API key nor the Redis password in $n files ($lines worker log lines, the" \
     "dead letters, the dlq and dump outputs, the whole of Redis)"
 if grep -qF "\"Authorization\",\"Bearer $EM_API_KEY\"" "$EM_MOCK_LOG"; then

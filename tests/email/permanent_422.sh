@@ -10,16 +10,16 @@ em_init email_permanent_422 "$@"
 
 message='Invalid `to` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.'
 want_reason="resend: HTTP 422 validation_error: $message"
-build_skb "$EM_ROOT/examples/activation/skene.config.ts"
+build_skb "$RUN_ROOT/examples/activation/skene.config.ts"
 mock_start --rps 0
 mock_faults "$(node -e 'process.stdout.write(JSON.stringify({faults: [{path: "/emails", status: 422,
     body: {statusCode: 422, name: "validation_error", message: process.argv[1]}}]}))' "$message")"
 one_activation w1 1 --time-scale 20 --due-interval-ms 200
 
 say "-- the 422"
-wlog u1 >"$EM_WORK/u1.first"
-end=$(awk -F'\t' '$2 == "instance.end"' "$EM_WORK/u1.first")
-retries=$(awk -F'\t' '$2 == "action.retry"' "$EM_WORK/u1.first" | wc -l)
+wlog u1 >"$RUN_WORK/u1.first"
+end=$(awk -F'\t' '$2 == "instance.end"' "$RUN_WORK/u1.first")
+retries=$(awk -F'\t' '$2 == "action.retry"' "$RUN_WORK/u1.first" | wc -l)
 if [[ $(cut -f8 <<<"$end") == failed && $(cut -f9 <<<"$end") == "$want_reason" ]]; then
     ok "instance.end failed, reason: $want_reason"
 else
@@ -31,34 +31,34 @@ accepted=$(mock_stat accepted_emails)
 ((n == 1 && accepted == 0)) && ok "one request (422), no email accepted" ||
     fail "$n requests, $accepted emails accepted (want 1 request, 0 emails)"
 
-dlq list >"$EM_WORK/dlq.list" 2>"$EM_WORK/dlq.err" || fail "skene-vm dlq list failed: $(cat "$EM_WORK/dlq.err")"
-dlq list --json >"$EM_WORK/dlq.json" 2>>"$EM_WORK/dlq.err" || fail "skene-vm dlq list --json failed"
+dlq list >"$RUN_WORK/dlq.list" 2>"$RUN_WORK/dlq.err" || fail "skene-vm dlq list failed: $(cat "$RUN_WORK/dlq.err")"
+dlq list --json >"$RUN_WORK/dlq.json" 2>>"$RUN_WORK/dlq.err" || fail "skene-vm dlq list --json failed"
 letter=$(node -e '
     const ls = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean).map(JSON.parse);
-    for (const l of ls) console.log([l.id, l.loop, l.subject, l.step, l.reason].join("\t"));' "$EM_WORK/dlq.json")
+    for (const l of ls) console.log([l.id, l.loop, l.subject, l.step, l.reason].join("\t"));' "$RUN_WORK/dlq.json")
 if [[ $(grep -c . <<<"$letter") == 1 && $(cut -f2-5 <<<"$letter") == "activation"$'\t'"u1"$'\t'"1"$'\t'"$want_reason" ]]; then
     ok "skene-vm dlq list --json: one letter, activation u1 step 1, Resend's name and message"
 else
     fail "skene-vm dlq list --json: '$letter'"
 fi
 id=$(cut -f1 <<<"$letter")
-if [[ $(wc -l <"$EM_WORK/dlq.list") == 1 ]] && grep -qF "$id  activation  u1  step 1" "$EM_WORK/dlq.list" &&
-    grep -qF "$want_reason" "$EM_WORK/dlq.list"; then
-    ok "skene-vm dlq list: $(cat "$EM_WORK/dlq.list")"
+if [[ $(wc -l <"$RUN_WORK/dlq.list") == 1 ]] && grep -qF "$id  activation  u1  step 1" "$RUN_WORK/dlq.list" &&
+    grep -qF "$want_reason" "$RUN_WORK/dlq.list"; then
+    ok "skene-vm dlq list: $(cat "$RUN_WORK/dlq.list")"
 else
     fail "skene-vm dlq list printed:"
-    show "$EM_WORK/dlq.list"
+    show "$RUN_WORK/dlq.list"
 fi
 
 say "-- skene-vm dlq retry --all, the fault gone"
 left=$(js get "$EM_MOCK_URL/_mock/faults")
 [[ "$left" == '{"faults":[]}' ]] || fail "the mock still has faults: $left"
 t0=$(now_ms)
-if dlq retry --all >"$EM_WORK/retry.out" 2>"$EM_WORK/retry.err" &&
-    [[ $(grep -c . "$EM_WORK/retry.out") == 1 ]] && grep -q '"subject":"u1","result":"requeued"' "$EM_WORK/retry.out"; then
-    ok "skene-vm dlq retry --all: $(cat "$EM_WORK/retry.out")"
+if dlq retry --all >"$RUN_WORK/retry.out" 2>"$RUN_WORK/retry.err" &&
+    [[ $(grep -c . "$RUN_WORK/retry.out") == 1 ]] && grep -q '"subject":"u1","result":"requeued"' "$RUN_WORK/retry.out"; then
+    ok "skene-vm dlq retry --all: $(cat "$RUN_WORK/retry.out")"
 else
-    fail "skene-vm dlq retry --all: $(cat "$EM_WORK/retry.out" "$EM_WORK/retry.err")"
+    fail "skene-vm dlq retry --all: $(cat "$RUN_WORK/retry.out" "$RUN_WORK/retry.err")"
 fi
 wait_for 15 "u1 to complete after the retry" ended_with 1 completed && say "u1 completed $(($(now_ms) - t0)) ms after the retry"
 check_one_email 1

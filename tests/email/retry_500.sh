@@ -8,29 +8,22 @@
 em_init email_retry_500 "$@"
 scale=20
 
-build_skb "$EM_ROOT/examples/activation/skene.config.ts"
+build_skb "$RUN_ROOT/examples/activation/skene.config.ts"
 mock_start --rps 0
 mock_faults '{"faults":[{"path":"/emails","method":"POST","status":500,"count":2}]}'
 one_activation w1 1 --time-scale "$scale"
 
 # The requests: 500, 500, 200, one key, each after the worker's backoff.
-requests u1@example.com >"$EM_WORK/reqs"
-statuses=$(cut -f4 "$EM_WORK/reqs" | tr '\n' ' ')
-keys=$(cut -f7 "$EM_WORK/reqs" | sort -u)
-if [[ "$statuses" == "500 500 200 " && $(grep -c . <<<"$keys") == 1 && $(requests | wc -l) == 3 ]]; then
-    ok "3 requests to POST /emails: 500, 500, 200, all with Idempotency-Key $keys"
-else
-    fail "want 3 requests (500, 500, 200) under one key; got:"
-    show "$EM_WORK/reqs"
-fi
+check_requests 1 4 "500 500 200 " "3 requests to POST /emails: 500, 500, 200, all with Idempotency-Key" \
+    "want 3 requests (500, 500, 200)"
 
-wlog u1 >"$EM_WORK/u1"
-attempts=$(awk -F'\t' '$2 == "action.attempt" { print $4 }' "$EM_WORK/u1" | tr '\n' ' ')
+wlog u1 >"$RUN_WORK/u1"
+attempts=$(awk -F'\t' '$2 == "action.attempt" { print $4 }' "$RUN_WORK/u1" | tr '\n' ' ')
 [[ "$attempts" == "1 2 3 " ]] && ok "action.attempt 1, 2, 3" || fail "action.attempt lines: '$attempts' (want 1 2 3)"
 
 # action.retry: Resend's error as the reason; exponential backoff from 1 s with jitter (half to all
 # of it): 500-1000 ms of the loop's clock, then 1000-2000 ms.
-mapfile -t retries < <(awk -F'\t' '$2 == "action.retry" { print $6 "\t" $9 }' "$EM_WORK/u1")
+mapfile -t retries < <(awk -F'\t' '$2 == "action.retry" { print $6 "\t" $9 }' "$RUN_WORK/u1")
 want_reason='resend: HTTP 500 application_error: An unexpected error occurred.'
 if ((${#retries[@]} != 2)); then
     fail "${#retries[@]} action.retry lines (want 2)"
@@ -48,7 +41,7 @@ else
     fi
     # The mock logs a request when it has answered it; the next one cannot come before the worker
     # saw that answer and waited its delay (wall ms = loop ms / scale; 1 ms for the two clocks' rounding).
-    mapfile -t t < <(cut -f1 "$EM_WORK/reqs")
+    mapfile -t t < <(cut -f1 "$RUN_WORK/reqs")
     g1=$((t[1] - t[0])) g2=$((t[2] - t[1]))
     if ((g1 * scale >= d1 - scale && g2 * scale >= d2 - scale)); then
         ok "the retries reached the mock $g1 ms and $g2 ms apart (wall), no sooner than their delays / $scale"

@@ -8,23 +8,17 @@ em_init email_retry_after "$@"
 scale=10
 after=2
 
-build_skb "$EM_ROOT/examples/activation/skene.config.ts"
+build_skb "$RUN_ROOT/examples/activation/skene.config.ts"
 mock_start --rps 0
 mock_faults '{"faults":[{"path":"/emails","status":429,"headers":{"retry-after":"'$after'"}}]}'
 one_activation w1 1 --time-scale "$scale"
 
-requests u1@example.com >"$EM_WORK/reqs"
-statuses=$(cut -f4 "$EM_WORK/reqs" | tr '\n' ' ')
-keys=$(cut -f7 "$EM_WORK/reqs" | sort -u)
-if [[ "$statuses" == "429 200 " && $(grep -c . <<<"$keys") == 1 && $(requests | wc -l) == 2 ]]; then
-    ok "2 requests to POST /emails: 429 (retry-after: $after), then 200, both with Idempotency-Key $keys"
-else
-    fail "want 2 requests (429, 200) under one key; got:"
-    show "$EM_WORK/reqs"
-fi
+check_requests 1 4 "429 200 " \
+    "2 requests to POST /emails: 429 (retry-after: $after), then 200, both with Idempotency-Key" \
+    "want 2 requests (429, 200)"
 
-wlog u1 >"$EM_WORK/u1"
-retry=$(awk -F'\t' '$2 == "action.retry"' "$EM_WORK/u1")
+wlog u1 >"$RUN_WORK/u1"
+retry=$(awk -F'\t' '$2 == "action.retry"' "$RUN_WORK/u1")
 delay=$(cut -f6 <<<"$retry")
 reason=$(cut -f9 <<<"$retry")
 want_reason='resend: HTTP 429 rate_limit_exceeded: Too many requests. Please limit the number of requests per second. Or contact support to increase rate limit.'
@@ -37,7 +31,7 @@ fi
 
 # Wall time between the two requests: at least retry-after in the loop's clock (/ scale). The
 # sender's own rate limiter also pauses for retry-after, in wall-clock seconds: shown, not checked.
-mapfile -t t < <(cut -f1 "$EM_WORK/reqs")
+mapfile -t t < <(cut -f1 "$RUN_WORK/reqs")
 if ((${#t[@]} == 2)); then
     gap=$((t[1] - t[0]))
     if ((gap * scale >= after * 1000 - scale)); then

@@ -1,5 +1,7 @@
-# writes.awk: turns a plan of the app's writes into the Redis protocol (RESP) for `redis-cli --pipe`.
-# Run with LC_ALL=C (lengths in bytes) and -f people.awk -f writes.awk. One plan line, one write:
+# writes.awk: turns a plan of the app's writes into the Redis protocol (RESP) for `redis-cli --pipe`
+# (write_plan in run.sh). Run with LC_ALL=C (lengths in bytes) and -f PEOPLE -f writes.awk, where
+# PEOPLE is the people.awk of a test folder: person_name(n), person_email(n) and person_link(n) are
+# user n's fields. One plan line, one write:
 #   user N        the app's sign-up: MULTI; HSET users:uN name .. email .. activation_link ..;
 #                 XADD skene:users * id uN; EXEC
 #   user-hset N   the same row, HSET only (a table on a keyspace feed)
@@ -16,9 +18,9 @@ function resp(n, a,    i) {
 function cmd1(x,    a) { a[1] = x; resp(1, a) }
 function user_hset(n,    a) {
   a[1] = "HSET"; a[2] = "users:u" n
-  a[3] = "name"; a[4] = e2e_name(n)
-  a[5] = "email"; a[6] = e2e_email(n)
-  a[7] = "activation_link"; a[8] = e2e_link(n)
+  a[3] = "name"; a[4] = person_name(n)
+  a[5] = "email"; a[6] = person_email(n)
+  a[7] = "activation_link"; a[8] = person_link(n)
   resp(8, a)
 }
 function action(id, n, type,    a, b) {
