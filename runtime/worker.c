@@ -982,9 +982,13 @@ static void on_row(sk_redis *r, const sk_redis_result *res, void *privdata) {
               (int)rw->id->len, rw->id->data, tname,
               m->tables[rw->table].format == SK_FORMAT_JSON ? "string (JSON)" : "hash", tname,
               m->tables[rw->table].format == SK_FORMAT_JSON ? "hash" : "json");
-    else
-      log_msg(w, "error", "row.error", "reading row %.*s of table %s: %s", (int)rw->id->len,
+    else { /* LOADING, BUSY, OOM...: Redis cannot answer now; the instance comes back from its
+              last state when its lease ends, and reads the row again */
+      log_msg(w, "error", "redis.error", "reading row %.*s of table %s: %s", (int)rw->id->len,
               rw->id->data, tname, x->str);
+      act_drop(a);
+      return;
+    }
   } else if (x->type == REDIS_REPLY_ARRAY && x->elements % 2 == 0) {
     rw->n = (uint32_t)(x->elements / 2);
     rw->k = calloc(rw->n + 1, sizeof *rw->k);
@@ -1882,8 +1886,16 @@ static void on_event_row(sk_redis *rd, const sk_redis_result *res, void *privdat
     }
   } else if (x->type == REDIS_REPLY_ERROR) {
     const char *tn = sk_str(m, m->tables[e->table].name_str);
-    log_msg(w, "error", "row.error", "row %s of table %s: %s (check tables.%s.format)", e->row->data, tn,
-            x->str, tn);
+    if (strncmp(x->str, "WRONGTYPE", 9) != 0) { /* LOADING, BUSY...: try the event again later */
+      log_msg(w, "error", "redis.error", "reading row %s of table %s: %s", e->row->data, tn, x->str);
+      e->failed = 1;
+      evt_begin(e);
+      evt_release(e);
+      return;
+    }
+    log_msg(w, "error", "row.error", "row %s of table %s is not a %s: set tables.%s.format to '%s' in the config",
+            e->row->data, tn, m->tables[e->table].format == SK_FORMAT_JSON ? "string (JSON)" : "hash", tn,
+            m->tables[e->table].format == SK_FORMAT_JSON ? "hash" : "json");
   }
   int64_t score = wall_ms();
   /* the indexes of this table */
