@@ -197,7 +197,7 @@ struct sk_worker {
   double scale;
   uint8_t *skb;
   size_t skb_len;
-  version *vers;
+  version **vers;           /* each allocated alone: acts point at theirs while more are added */
   uint32_t nvers;
   const sk_module *m;       /* the current version's module (vers[0]) */
   shape_info *shapes;
@@ -398,21 +398,25 @@ static char *row_key(const sk_module *m, uint32_t table, const sk_string *id, si
 }
 
 static version *version_add(sk_worker *w, sk_module *m) {
-  version *v = realloc(w->vers, (w->nvers + 1) * sizeof *v);
+  version **vs = realloc(w->vers, (w->nvers + 1) * sizeof *vs);
+  if (!vs) return NULL;
+  w->vers = vs;
+  version *v = calloc(1, sizeof *v);
   if (!v) return NULL;
-  w->vers = v;
-  v = &w->vers[w->nvers];
   v->hash = m->hash;
   v->m = m;
   v->vm = sk_vm_new(m, &w->ops, w);
-  if (!v->vm) return NULL;
-  w->nvers++;
+  if (!v->vm) {
+    free(v);
+    return NULL;
+  }
+  w->vers[w->nvers++] = v;
   return v;
 }
 
 static version *version_find(sk_worker *w, uint64_t hash) {
   for (uint32_t i = 0; i < w->nvers; i++)
-    if (w->vers[i].hash == hash) return &w->vers[i];
+    if (w->vers[i]->hash == hash) return w->vers[i];
   return NULL;
 }
 
@@ -1437,7 +1441,7 @@ static void on_begun(const sk_store_result *res, void *privdata) {
     act *a = ikey && !map_find(w, ikey, klen) ? act_new(w, ikey, klen) : NULL;
     free(ikey);
     if (a) {
-      a->ver = &w->vers[0];
+      a->ver = w->vers[0];
       a->inst = b->inst;
       a->subject = sk_str_ref(e->row);
       b->inst = NULL;
@@ -1595,7 +1599,7 @@ static void begin(sk_worker *w, evt *e, uint32_t li) {
       in->heap_pos = UINT32_MAX;
       in->regs[0] = sk_val_str(sk_str_ref(e->row));
       in->regs[1] = sk_val_row(e->table, sk_str_ref(e->row));
-      a->ver = &w->vers[0];
+      a->ver = w->vers[0];
       a->inst = in;
       a->subject = sk_str_ref(e->row);
       a->unborn = 1;
@@ -2539,8 +2543,9 @@ void sk_worker_free(sk_worker *w) {
   free(w->shapes);
   free(w->evkinds);
   for (uint32_t i = 0; i < w->nvers; i++) {
-    sk_vm_free(w->vers[i].vm);
-    sk_module_free(w->vers[i].m);
+    sk_vm_free(w->vers[i]->vm);
+    sk_module_free(w->vers[i]->m);
+    free(w->vers[i]);
   }
   free(w->vers);
   free(w->acts.v);
