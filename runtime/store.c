@@ -898,46 +898,42 @@ int sk_store_begin(sk_store *s, const char *loop, const char *subject, size_t su
   return send_op(s, OP_BEGIN, SC_BEGIN, 4, &a, cb, privdata);
 }
 
-int sk_store_claim(sk_store *s, const char *loop, const char *subject, size_t subject_len,
-                   const char *worker, int64_t lease_ms, int64_t wake_at_ms,
-                   sk_store_callback cb, void *privdata) {
+/* claim and claim_check: the lease, the instance, the timers[, the index]. */
+static int claim(sk_store *s, int check, const char *loop, const char *subject, size_t subject_len,
+                 const char *worker, int64_t lease_ms, int64_t wake_at_ms, const char *idx_key,
+                 size_t idx_len, sk_store_callback cb, void *privdata) {
+  enum op_kind kind = check ? OP_CLAIM_CHECK : OP_CLAIM;
   args a = {0};
   size_t n = 0;
   char wake[24], ttl[24];
-  if (check_inst(s, OP_CLAIM, loop, subject, subject_len) != 0 ||
-      check_worker(s, OP_CLAIM, worker) != 0)
+  if (check_inst(s, kind, loop, subject, subject_len) != 0 || check_worker(s, kind, worker) != 0)
     return -1;
   fmt_i64(wake, sizeof wake, wake_at_ms);
   fmt_i64(ttl, sizeof ttl, lease_ms < 1 ? 1 : lease_ms);
   arg_lease(s, &a, loop, subject, subject_len);
   arg_inst(s, &a, loop, subject, subject_len);
   arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
+  if (check)
+    arg(&a, idx_key, idx_len);
   arg_str(&a, worker);
   arg_str(&a, ttl);
   arg_str(&a, wake);
-  return send_op(s, OP_CLAIM, SC_CLAIM, 3, &a, cb, privdata);
+  return send_op(s, kind, check ? SC_CLAIM_CHECK : SC_CLAIM, check ? 4 : 3, &a, cb, privdata);
+}
+
+int sk_store_claim(sk_store *s, const char *loop, const char *subject, size_t subject_len,
+                   const char *worker, int64_t lease_ms, int64_t wake_at_ms,
+                   sk_store_callback cb, void *privdata) {
+  return claim(s, 0, loop, subject, subject_len, worker, lease_ms, wake_at_ms, NULL, 0, cb,
+               privdata);
 }
 
 int sk_store_claim_check(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                          const char *worker, int64_t lease_ms, int64_t wake_at_ms,
                          const char *idx_key, size_t idx_len, sk_store_callback cb,
                          void *privdata) {
-  args a = {0};
-  size_t n = 0;
-  char wake[24], ttl[24];
-  if (check_inst(s, OP_CLAIM_CHECK, loop, subject, subject_len) != 0 ||
-      check_worker(s, OP_CLAIM_CHECK, worker) != 0)
-    return -1;
-  fmt_i64(wake, sizeof wake, wake_at_ms);
-  fmt_i64(ttl, sizeof ttl, lease_ms < 1 ? 1 : lease_ms);
-  arg_lease(s, &a, loop, subject, subject_len);
-  arg_inst(s, &a, loop, subject, subject_len);
-  arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
-  arg(&a, idx_key, idx_len);
-  arg_str(&a, worker);
-  arg_str(&a, ttl);
-  arg_str(&a, wake);
-  return send_op(s, OP_CLAIM_CHECK, SC_CLAIM_CHECK, 4, &a, cb, privdata);
+  return claim(s, 1, loop, subject, subject_len, worker, lease_ms, wake_at_ms, idx_key, idx_len,
+               cb, privdata);
 }
 
 /* The checks and the first keys of park and park_event: inst, timers, lease; wake := wake_at's text
