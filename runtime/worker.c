@@ -2417,6 +2417,8 @@ int sk_worker_start(sk_worker *w, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
+  int nstreams = 0;
+  for (uint32_t t = 0; t < m->ntables; t++) nstreams += m->tables[t].feed == SK_TABLE_FEED_STREAM;
   for (uint32_t t = 0; t < m->ntables; t++) {
     const sk_table_rec *tr = &m->tables[t];
     feedctx *fc = &w->feeds[w->nfeeds];
@@ -2432,9 +2434,15 @@ int sk_worker_start(sk_worker *w, char *err, size_t errlen) {
     fo.key = sk_str(m, tr->key_str);
     fo.row_type = tr->format == SK_FORMAT_JSON ? "string" : "hash";
     fo.consumer = w->worker_id;
-    fo.block_ms = w->o.block_ms > 0 ? w->o.block_ms : 60000;
+    /* Idle cost: each stream table blocks in its own read. With more than two, each blocks
+       longer and looks for dead consumers' entries less often, so that an idle worker stays near
+       120 reads and 24 claims an hour whatever the number of tables (a read returns as soon as an
+       entry comes: only idle time is stretched). */
+    int spread = nstreams > 2 ? nstreams : 2;
+    fo.block_ms = w->o.block_ms > 0 ? w->o.block_ms : 30000 * spread;
     fo.claim_min_idle_ms = w->o.claim_idle_ms > 0 ? w->o.claim_idle_ms : 60000;
-    fo.claim_interval_ms = w->o.claim_interval_ms > 0 ? w->o.claim_interval_ms : 5 * fo.claim_min_idle_ms;
+    fo.claim_interval_ms = w->o.claim_interval_ms > 0 ? w->o.claim_interval_ms
+                                                      : 5 * fo.claim_min_idle_ms * spread / 2;
     fo.scan_interval_ms = w->o.scan_interval_ms;
     fo.backfill = w->o.backfill;
     int updates = 0;
