@@ -33,6 +33,7 @@
   X(LEASE,   "lease:{loop}:{subject}", "string", "the worker running an instance now (SET NX PX): one worker at a time") \
   X(CODE,    "code:{hash}",          "string", "a .skb by its xxh3: an instance finishes on the bytecode it started with") \
   X(DLQ,     "dlq",                  "stream", "dead letters: loop, subject, step, reason; re-driven by skene-vm dlq retry") \
+  X(CLOCK,   "clock",                "string", "under skene-vm run --time-scale: the wall time (ms) the loops' clock is anchored at, set by the first worker") \
   X(BACKFILL, "backfill:{table}",    "string", "set once the rows a table had at the first start are in its indexes") \
   X(BATCH,   "batch:{key}",          "hash",   "a Resend batch recorded before it is sent: members (idempotency keys, one per line) and body (the exact request); "  \
                                                "kept 24 hours, so a worker restarted after a crash sends the same batch under the same key") \

@@ -292,6 +292,55 @@ static int adopt_batches(struct event_base *base, sk_redis *r, sk_sender *sender
   return 0;
 }
 
+/* ---- the loops' clock under --time-scale: one anchor for every worker on this Redis ---- */
+
+typedef struct anchorq {
+  struct event_base *base;
+  int done;
+  long long value;
+  char err[256];
+} anchorq;
+
+static void on_anchor(sk_redis *r, const sk_redis_result *res, void *privdata) {
+  (void)r;
+  anchorq *q = privdata;
+  q->done = 1;
+  if (res->status != SK_REDIS_OK)
+    snprintf(q->err, sizeof q->err, "%s", res->errstr);
+  else if (res->reply->type == REDIS_REPLY_STRING)
+    q->value = strtoll(res->reply->str, NULL, 10);
+  else
+    snprintf(q->err, sizeof q->err, "%s", res->reply->type == REDIS_REPLY_ERROR ? res->reply->str : "no anchor");
+  event_base_loopbreak(q->base);
+}
+
+/* SET clock NX to now, then GET it: the anchor the first worker set. 0, or -1 with err. */
+static int clock_anchor(struct event_base *base, sk_redis *r, const char *prefix, long long *out, char *err,
+                        size_t errlen) {
+  size_t klen = 0;
+  char *key = sk_key_format(prefix, SK_KEY_CLOCK, NULL, NULL, 0, &klen);
+  char now[24];
+  snprintf(now, sizeof now, "%lld", wall_now_ms());
+  const char *set[] = {"SET", key, now, "NX"}, *get[] = {"GET", key};
+  anchorq q = {base, 0, 0, ""};
+  anchorq ignore = {base, 0, 0, ""};
+  int rc = -1;
+  if (key && sk_redis_command(r, 4, set, NULL, on_anchor, &ignore) == 0 &&
+      sk_redis_command(r, 2, get, NULL, on_anchor, &q) == 0) {
+    while (!q.done) event_base_loop(base, EVLOOP_ONCE);
+    if (!q.err[0] && q.value > 0) {
+      *out = q.value;
+      rc = 0;
+    } else {
+      snprintf(err, errlen, "reading the clock's anchor: %s", q.err[0] ? q.err : "not a time");
+    }
+  } else {
+    snprintf(err, errlen, "reading the clock's anchor: %s", sk_redis_errstr(r));
+  }
+  free(key);
+  return rc;
+}
+
 int sk_run_main(int argc, char **argv) {
   /* SIGUSR1 asks for the counters once the loop runs; before that it must not kill the worker */
   signal(SIGUSR1, SIG_IGN);
@@ -514,6 +563,26 @@ int sk_run_main(int argc, char **argv) {
   wo.webhook = webhook;
   wo.log = stdout;
   wo.faults = faults_file ? &faults : NULL;
+  if (scale != 1) {
+    /* the worker's own connection is not open yet: a short one for the anchor */
+    sk_redis *ar = sk_redis_new(base, url, &ro);
+    long long anchor = 0;
+    if (!ar || clock_anchor(base, ar, wo.prefix ? wo.prefix : SK_KEY_PREFIX_DEFAULT, &anchor, err, sizeof err) != 0) {
+      fprintf(stderr, "skene-vm: %s\n", ar ? err : "out of memory");
+      sk_redis_free(ar);
+      sk_sender_free(email);
+      sk_sender_free(webhook);
+      sk_http_free(http);
+      sk_redis_free(side);
+      sk_faults_free(&faults);
+      event_base_free(base);
+      sk_module_free(m);
+      free(skb);
+      return RUN_EXIT_CONFIG;
+    }
+    sk_redis_free(ar);
+    wo.clock_anchor_ms = anchor;
+  }
   runctx c = {base, NULL, 0, 0, NULL, NULL, side};
   c.w = sk_worker_new(base, skb, skb_len, &wo, err, sizeof err);
   int rc = 0;

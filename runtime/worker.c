@@ -243,9 +243,16 @@ static void check_drained(sk_worker *w);
 
 /* ---- time: the loops' clock, the wall clock times the scale ---- */
 
-static int64_t vnow(const sk_worker *w) { return (int64_t)((double)wall_ms() * w->scale); }
+/* The loops' clock: the wall clock, or, under a time scale, the anchor (the wall time the first
+   worker on this Redis started with that scale) plus the wall time since then times the scale, so
+   that every worker computes the same and `{{now}}` starts from today. */
+static int64_t vnow(const sk_worker *w) {
+  int64_t a = w->o.clock_anchor_ms;
+  return a + (int64_t)((double)(wall_ms() - a) * w->scale);
+}
 static int64_t v2wall(const sk_worker *w, int64_t v) {
-  return v == SK_TIME_NONE ? INT64_MAX : (int64_t)((double)v / w->scale);
+  int64_t a = w->o.clock_anchor_ms;
+  return v == SK_TIME_NONE ? INT64_MAX : a + (int64_t)((double)(v - a) / w->scale);
 }
 static int64_t lease_end_v(const sk_worker *w) {
   return vnow(w) + (int64_t)((double)w->o.lease_ms * w->scale);

@@ -54,6 +54,9 @@ typedef struct sk_worker_options {
   double time_scale;                   /* the loops' clock runs this many times faster than the
                                           wall clock (tests and demos); 0 or 1: real time. Every
                                           worker on one Redis must use the same. */
+  int64_t clock_anchor_ms;             /* under a time scale: the wall time (ms) the loops' clock
+                                          is anchored at, the same for every worker on one Redis
+                                          (run.c keeps it at skene:clock); 0: none */
   int lease_ms;                        /* how long a claimed instance is ours (wall ms); 30000 */
   int due_interval_ms;                 /* longest wait between two looks at the timer set while
                                           idle (wall ms); 120000 */
