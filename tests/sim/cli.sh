@@ -123,17 +123,19 @@ JSON
 "$vm" simulate --quiet w.skb gen.json >out; check "generate quiet" 0 $?
 contains "quiet summary" out "summary: started 4, completed 2, timed_out 2, skipped 0, failed 0, still waiting 0; dead letters 0; emails and webhooks sent 2"
 contains "quiet bench line" out "instances/s"
-"$vm" simulate w.skb gen.json | python3 -c '
-import json, sys
-ev = [json.loads(l) for l in sys.stdin]
-got = [(e["t_ms"], e["subject"], e["event"]) for e in ev if e["event"] in ("instance.start", "action.ok", "instance.end")]
-want = [(0, "u0", "instance.start"), (30000, "u0", "action.ok"), (30000, "u0", "instance.end"),
-        (60000, "u1", "instance.start"), (120000, "x", "instance.start"), (120000, "u2", "instance.start"),
-        (150000, "u2", "action.ok"), (150000, "u2", "instance.end"),
-        (360000, "u1", "instance.end"), (420000, "x", "instance.end")]
-ok = got == want
-ok = ok and [e["email"]["subject"] for e in ev if e["event"] == "action.ok"] == ["Welcome, User 1", "Welcome, User 3"]
-sys.exit(0 if ok else print(got) or 1)'
+"$vm" simulate w.skb gen.json | node -e '
+const ev = require("fs").readFileSync(0, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+const got = ev.filter((e) => ["instance.start", "action.ok", "instance.end"].includes(e.event))
+  .map((e) => [e.t_ms, e.subject, e.event]);
+const want = [[0, "u0", "instance.start"], [30000, "u0", "action.ok"], [30000, "u0", "instance.end"],
+  [60000, "u1", "instance.start"], [120000, "x", "instance.start"], [120000, "u2", "instance.start"],
+  [150000, "u2", "action.ok"], [150000, "u2", "instance.end"],
+  [360000, "u1", "instance.end"], [420000, "x", "instance.end"]];
+const subjects = ev.filter((e) => e.event === "action.ok").map((e) => e.email.subject);
+const ok = JSON.stringify(got) === JSON.stringify(want) &&
+  JSON.stringify(subjects) === JSON.stringify(["Welcome, User 1", "Welcome, User 3"]);
+if (!ok) console.log(JSON.stringify(got), JSON.stringify(subjects));
+process.exit(ok ? 0 : 1);'
 check "generate timeline" 0 $?
 
 echo "cli: $pass passed, $fail failed"
