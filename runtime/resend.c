@@ -15,6 +15,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "resend.h"
+#include "sbuf.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -37,106 +38,7 @@
 
 /* ---- a growable byte buffer; oom is sticky ---- */
 
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const void *src, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  if (n > 0)
-    memcpy(b->p + b->len, src, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-/* The length of the valid UTF-8 sequence at s (of n bytes), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  size_t len;
-  unsigned min;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xc2 && c <= 0xdf)
-    len = 2, min = 0x80;
-  else if (c >= 0xe0 && c <= 0xef)
-    len = 3, min = 0x800;
-  else if (c >= 0xf0 && c <= 0xf4)
-    len = 4, min = 0x10000;
-  else
-    return 0;
-  if (len > n)
-    return 0;
-  unsigned cp = c & (0x7f >> len);
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3f);
-  }
-  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  return len;
-}
-
-/* s as a JSON string: '"', '\\' and control characters escaped, other bytes as they are; a byte
-   that does not start valid UTF-8 becomes U+FFFD. Deterministic. */
-static void sb_json(sbuf *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  const unsigned char *u = (const unsigned char *)s;
-  size_t i = 0, run = 0;
-  sb_put(b, "\"", 1);
-  while (i < n) {
-    unsigned c = u[i];
-    const char *esc = NULL;
-    char buf[8];
-    size_t l = utf8_len(u + i, n - i);
-    if (l == 0) {
-      esc = "\\ufffd";
-      l = 1;
-    } else if (c == '"') {
-      esc = "\\\"";
-    } else if (c == '\\') {
-      esc = "\\\\";
-    } else if (c == '\n') {
-      esc = "\\n";
-    } else if (c == '\r') {
-      esc = "\\r";
-    } else if (c == '\t') {
-      esc = "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      snprintf(buf, sizeof buf, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
-      esc = buf;
-    }
-    if (esc != NULL) {
-      sb_put(b, s + i - run, run);
-      run = 0;
-      sb_puts(b, esc);
-    } else {
-      run += l;
-    }
-    i += l;
-  }
-  sb_put(b, s + n - run, run);
-  sb_put(b, "\"", 1);
-}
-
-static void sb_jstr(sbuf *b, const sk_string *v) { sb_json(b, v->data, v->len); }
+static void sb_jstr(sk_sbuf *b, const sk_string *v) { sk_sb_json(b, v->data, v->len); }
 
 /* ---- the fields of a call ---- */
 
@@ -664,7 +566,7 @@ static char *email_json(const resend *s, const sk_effect_call *c, size_t *len, i
                         const char **why) {
   const sk_string *to = field(c, "to"), *from = field(c, "from"), *t = field(c, "template");
   const sk_string *subject = field(c, "subject"), *reply = field(c, "reply_to");
-  sbuf b = {0};
+  sk_sbuf b = {0};
   *why = NULL;
   if (from == NULL && s->default_from == NULL) {
     *why = "no from address: set the email's `from` or SKENE_EMAIL_FROM";
@@ -675,66 +577,66 @@ static char *email_json(const resend *s, const sk_effect_call *c, size_t *len, i
     return NULL;
   }
   *tpl = t != NULL;
-  sb_puts(&b, "{\"from\":");
+  sk_sb_puts(&b, "{\"from\":");
   if (from != NULL)
     sb_jstr(&b, from);
   else
-    sb_json(&b, s->default_from, strlen(s->default_from));
-  sb_puts(&b, ",\"to\":");
+    sk_sb_json(&b, s->default_from, strlen(s->default_from));
+  sk_sb_puts(&b, ",\"to\":");
   sb_jstr(&b, to);
   if (subject != NULL) {
-    sb_puts(&b, ",\"subject\":");
+    sk_sb_puts(&b, ",\"subject\":");
     sb_jstr(&b, subject);
   }
   if (t != NULL) {
     int first = 1;
-    sb_puts(&b, ",\"template\":{\"id\":");
+    sk_sb_puts(&b, ",\"template\":{\"id\":");
     sb_jstr(&b, t);
-    sb_puts(&b, ",\"variables\":{");
+    sk_sb_puts(&b, ",\"variables\":{");
     for (uint32_t i = 0; i < c->nfields; i++) {
       if (c->fields[i].value == NULL || strncmp(c->fields[i].name, "var.", 4) != 0)
         continue;
       if (!first)
-        sb_put(&b, ",", 1);
+        sk_sb_put(&b, ",", 1);
       first = 0;
-      sb_json(&b, c->fields[i].name + 4, strlen(c->fields[i].name + 4));
-      sb_put(&b, ":", 1);
+      sk_sb_json(&b, c->fields[i].name + 4, strlen(c->fields[i].name + 4));
+      sk_sb_put(&b, ":", 1);
       sb_jstr(&b, c->fields[i].value);
     }
-    sb_puts(&b, "}}");
+    sk_sb_puts(&b, "}}");
   } else {
     const sk_string *html = field(c, "html"), *text = field(c, "text");
     if (html != NULL) {
-      sb_puts(&b, ",\"html\":");
+      sk_sb_puts(&b, ",\"html\":");
       sb_jstr(&b, html);
     }
     if (text != NULL) {
-      sb_puts(&b, ",\"text\":");
+      sk_sb_puts(&b, ",\"text\":");
       sb_jstr(&b, text);
     }
   }
   if (reply != NULL) {
-    sb_puts(&b, ",\"reply_to\":");
+    sk_sb_puts(&b, ",\"reply_to\":");
     sb_jstr(&b, reply);
   }
   if (has_prefix(c, "tag.")) {
     int first = 1;
-    sb_puts(&b, ",\"tags\":[");
+    sk_sb_puts(&b, ",\"tags\":[");
     for (uint32_t i = 0; i < c->nfields; i++) {
       if (c->fields[i].value == NULL || strncmp(c->fields[i].name, "tag.", 4) != 0)
         continue;
       if (!first)
-        sb_put(&b, ",", 1);
+        sk_sb_put(&b, ",", 1);
       first = 0;
-      sb_puts(&b, "{\"name\":");
-      sb_json(&b, c->fields[i].name + 4, strlen(c->fields[i].name + 4));
-      sb_puts(&b, ",\"value\":");
+      sk_sb_puts(&b, "{\"name\":");
+      sk_sb_json(&b, c->fields[i].name + 4, strlen(c->fields[i].name + 4));
+      sk_sb_puts(&b, ",\"value\":");
       sb_jstr(&b, c->fields[i].value);
-      sb_puts(&b, "}");
+      sk_sb_puts(&b, "}");
     }
-    sb_puts(&b, "]");
+    sk_sb_puts(&b, "]");
   }
-  sb_puts(&b, "}");
+  sk_sb_puts(&b, "}");
   if (b.oom) {
     free(b.p);
     return NULL;
@@ -1030,7 +932,7 @@ static void dispatch_one(resend *s) {
     n = plain < s->max_batch ? plain : s->max_batch;
   flight *f = calloc(1, sizeof *f);
   item **members = f != NULL ? calloc(n, sizeof *members) : NULL;
-  sbuf body = {0};
+  sk_sbuf body = {0};
   if (members == NULL) { /* out of memory: the head fails transiently */
     sk_io io;
     free(f);
@@ -1062,14 +964,14 @@ static void dispatch_one(resend *s) {
   f->n = n;
   flight_link(s, f);
   if (batch)
-    sb_put(&body, "[", 1);
+    sk_sb_put(&body, "[", 1);
   for (size_t i = 0; i < n; i++) {
     if (i > 0)
-      sb_put(&body, ",", 1);
-    sb_put(&body, members[i]->json, members[i]->len);
+      sk_sb_put(&body, ",", 1);
+    sk_sb_put(&body, members[i]->json, members[i]->len);
   }
   if (batch)
-    sb_put(&body, "]", 1);
+    sk_sb_put(&body, "]", 1);
   if (body.oom) {
     free(body.p);
     flight_fail(s, f, "out of memory");

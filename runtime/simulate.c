@@ -10,6 +10,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "simulate.h"
+#include "sbuf.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -552,47 +553,10 @@ int sk_scenario_load(const char *path, sk_scenario **out, char *err, size_t errl
 
 /* ---- output ---- */
 
-typedef struct { char *p; size_t len, cap; int oom; } sbuf;
-
-/* Makes room for n more bytes and a NUL; 0, or -1 (and b->oom) when memory runs out. */
-static int sb_reserve(sbuf *b, size_t n) {
-  if (b->oom) return -1;
-  if (b->len + n + 1 > b->cap) {
-    size_t nc = b->cap ? b->cap * 2 : 512;
-    while (nc < b->len + n + 1) nc *= 2;
-    char *p = realloc(b->p, nc);
-    if (!p) {
-      b->oom = 1;
-      return -1;
-    }
-    b->p = p;
-    b->cap = nc;
-  }
-  return 0;
-}
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (sb_reserve(b, n) != 0) return;
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  char tmp[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n > 0) sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-/* A JSON string: quotes, backslashes and control characters escaped; other bytes as they are. */
-static void sb_json(sbuf *b, const char *s, size_t n) {
-  sb_put(b, "\"", 1);
+/* A JSON string: quotes, backslashes and control characters escaped; other bytes as they are (the
+   timelines' own rules, which their golden files fix: not sk_sbuf.h's). */
+static void sim_json(sk_sbuf *b, const char *s, size_t n) {
+  sk_sb_put(b, "\"", 1);
   size_t run = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
@@ -600,36 +564,36 @@ static void sb_json(sbuf *b, const char *s, size_t n) {
       run++;
       continue;
     }
-    sb_put(b, s + i - run, run);
+    sk_sb_put(b, s + i - run, run);
     run = 0;
     char esc[8];
     switch (c) {
-    case '"': sb_put(b, "\\\"", 2); break;
-    case '\\': sb_put(b, "\\\\", 2); break;
-    case '\n': sb_put(b, "\\n", 2); break;
-    case '\r': sb_put(b, "\\r", 2); break;
-    case '\t': sb_put(b, "\\t", 2); break;
-    case '\b': sb_put(b, "\\b", 2); break;
-    case '\f': sb_put(b, "\\f", 2); break;
+    case '"': sk_sb_put(b, "\\\"", 2); break;
+    case '\\': sk_sb_put(b, "\\\\", 2); break;
+    case '\n': sk_sb_put(b, "\\n", 2); break;
+    case '\r': sk_sb_put(b, "\\r", 2); break;
+    case '\t': sk_sb_put(b, "\\t", 2); break;
+    case '\b': sk_sb_put(b, "\\b", 2); break;
+    case '\f': sk_sb_put(b, "\\f", 2); break;
     default:
       snprintf(esc, sizeof esc, "\\u%04x", c);
-      sb_put(b, esc, 6);
+      sk_sb_put(b, esc, 6);
     }
   }
-  sb_put(b, s + n - run, run);
-  sb_put(b, "\"", 1);
+  sk_sb_put(b, s + n - run, run);
+  sk_sb_put(b, "\"", 1);
 }
 
-static void sb_jstr(sbuf *b, const sk_string *s) {
-  if (s) sb_json(b, s->data, s->len);
-  else sb_puts(b, "null");
+static void sb_jstr(sk_sbuf *b, const sk_string *s) {
+  if (s) sim_json(b, s->data, s->len);
+  else sk_sb_puts(b, "null");
 }
 
 /* ",\"key\":" */
-static void sb_key(sbuf *b, const char *key) {
-  sb_put(b, ",\"", 2);
-  sb_puts(b, key);
-  sb_put(b, "\":", 2);
+static void sb_key(sk_sbuf *b, const char *key) {
+  sk_sb_put(b, ",\"", 2);
+  sk_sb_puts(b, key);
+  sk_sb_put(b, "\":", 2);
 }
 
 /* "+3m00.000s": an offset from the start, for the text timeline. */
@@ -649,19 +613,19 @@ static const sk_string *field(const sk_effect_call *c, const char *name) {
 }
 
 /* The fields named prefix + X as a JSON object {X: value, ...}, in the module's order. */
-static void json_fields_object(sbuf *b, const sk_effect_call *c, const char *prefix) {
+static void json_fields_object(sk_sbuf *b, const sk_effect_call *c, const char *prefix) {
   size_t pl = strlen(prefix);
   int first = 1;
-  sb_put(b, "{", 1);
+  sk_sb_put(b, "{", 1);
   for (uint32_t i = 0; i < c->nfields; i++) {
     if (strncmp(c->fields[i].name, prefix, pl) != 0) continue;
-    if (!first) sb_put(b, ",", 1);
+    if (!first) sk_sb_put(b, ",", 1);
     first = 0;
-    sb_json(b, c->fields[i].name + pl, strlen(c->fields[i].name + pl));
-    sb_put(b, ":", 1);
+    sim_json(b, c->fields[i].name + pl, strlen(c->fields[i].name + pl));
+    sk_sb_put(b, ":", 1);
     sb_jstr(b, c->fields[i].value);
   }
-  sb_put(b, "}", 1);
+  sk_sb_put(b, "}", 1);
 }
 
 static int has_prefix(const sk_effect_call *c, const char *prefix) {
@@ -671,18 +635,18 @@ static int has_prefix(const sk_effect_call *c, const char *prefix) {
 }
 
 /* The rendered effect of an action.ok, as its JSON members. */
-static void json_effect(sbuf *b, const sk_effect_call *c, const char *email_from) {
+static void json_effect(sk_sbuf *b, const sk_effect_call *c, const char *email_from) {
   const sk_effect_rec *e = c->effect;
   if (e->kind == SK_EFFECT_EMAIL) {
     const sk_string *from = field(c, "from"), *reply = field(c, "reply_to"), *tid = field(c, "template");
-    sb_puts(b, ",\"email\":{\"provider\":");
-    sb_json(b, sk_provider_name(e->provider), strlen(sk_provider_name(e->provider)));
+    sk_sb_puts(b, ",\"email\":{\"provider\":");
+    sim_json(b, sk_provider_name(e->provider), strlen(sk_provider_name(e->provider)));
     sb_key(b, "to");
     sb_jstr(b, field(c, "to"));
     sb_key(b, "from");
     if (from) sb_jstr(b, from);
-    else if (email_from) sb_json(b, email_from, strlen(email_from));
-    else sb_puts(b, "null");
+    else if (email_from) sim_json(b, email_from, strlen(email_from));
+    else sk_sb_puts(b, "null");
     if (reply) {
       sb_key(b, "reply_to");
       sb_jstr(b, reply);
@@ -710,49 +674,49 @@ static void json_effect(sbuf *b, const sk_effect_call *c, const char *email_from
       json_fields_object(b, c, "tag.");
     }
   } else if (e->kind == SK_EFFECT_WEBHOOK) {
-    sb_puts(b, ",\"webhook\":{\"url\":");
+    sk_sb_puts(b, ",\"webhook\":{\"url\":");
     sb_jstr(b, field(c, "url"));
     sb_key(b, "headers");
     json_fields_object(b, c, "header.");
     sb_key(b, "body");
     sb_jstr(b, field(c, "body"));
   } else {
-    sb_puts(b, ",\"command\":[");
+    sk_sb_puts(b, ",\"command\":[");
     for (uint32_t i = 0, n = 0; i < c->nfields; i++) {
       if (strcmp(c->fields[i].name, "argv") != 0) continue;
-      if (n++) sb_put(b, ",", 1);
+      if (n++) sk_sb_put(b, ",", 1);
       sb_jstr(b, c->fields[i].value);
     }
-    sb_puts(b, "]");
+    sk_sb_puts(b, "]");
     return;
   }
   sb_key(b, "idempotency_key");
-  sb_json(b, c->idempotency_key, strlen(c->idempotency_key));
-  sb_put(b, "}", 1);
+  sim_json(b, c->idempotency_key, strlen(c->idempotency_key));
+  sk_sb_put(b, "}", 1);
 }
 
 /* The rendered effect of an action.ok, in a few words. */
-static void text_effect(sbuf *b, const sk_effect_call *c) {
+static void text_effect(sk_sbuf *b, const sk_effect_call *c) {
   const sk_effect_rec *e = c->effect;
   if (e->kind == SK_EFFECT_EMAIL) {
     const sk_string *to = field(c, "to"), *subject = field(c, "subject"), *tid = field(c, "template");
-    sb_printf(b, "%s %s to %s", sk_provider_name(e->provider), "email", to ? to->data : "(nobody)");
+    sk_sb_printf(b, "%s %s to %s", sk_provider_name(e->provider), "email", to ? to->data : "(nobody)");
     if (tid) {
-      sb_puts(b, " template ");
-      sb_put(b, tid->data, tid->len);
+      sk_sb_puts(b, " template ");
+      sk_sb_put(b, tid->data, tid->len);
     } else if (subject) {
-      sb_put(b, " ", 1);
-      sb_json(b, subject->data, subject->len);
+      sk_sb_put(b, " ", 1);
+      sim_json(b, subject->data, subject->len);
     }
   } else if (e->kind == SK_EFFECT_WEBHOOK) {
     const sk_string *url = field(c, "url");
-    sb_printf(b, "webhook %s", url ? url->data : "");
+    sk_sb_printf(b, "webhook %s", url ? url->data : "");
   } else {
-    sb_puts(b, "redis");
+    sk_sb_puts(b, "redis");
     for (uint32_t i = 0; i < c->nfields; i++) {
       if (strcmp(c->fields[i].name, "argv") != 0) continue;
-      sb_put(b, " ", 1);
-      sb_put(b, c->fields[i].value->data, c->fields[i].value->len);
+      sk_sb_put(b, " ", 1);
+      sk_sb_put(b, c->fields[i].value->data, c->fields[i].value->len);
     }
   }
 }
@@ -761,7 +725,7 @@ typedef struct {
   const sk_module *m;
   const sk_sim_options *o;
   int64_t start;
-  sbuf line;
+  sk_sbuf line;
   /* the last action.attempt, so that the action.retry that follows it can say which attempt failed */
   int last_was_attempt;
   uint32_t last_loop, last_attempt;
@@ -770,7 +734,7 @@ typedef struct {
 
 static void on_trace(void *ud, const sk_trace *t) {
   printer *p = ud;
-  sbuf *b = &p->line;
+  sk_sbuf *b = &p->line;
   const sk_module *m = p->m;
   const char *loop = sk_str(m, m->loops[t->loop].name_str);
   const char *event = sk_trace_name(t->kind);
@@ -787,68 +751,68 @@ static void on_trace(void *ud, const sk_trace *t) {
   p->last_attempt = attempt;
   b->len = 0;
   if (p->o->format == SK_SIM_JSONL) {
-    sb_printf(b, "{\"t_ms\":%" PRId64 ",\"loop\":", at);
-    sb_json(b, loop, strlen(loop));
+    sk_sb_printf(b, "{\"t_ms\":%" PRId64 ",\"loop\":", at);
+    sim_json(b, loop, strlen(loop));
     sb_key(b, "subject");
     sb_jstr(b, t->subject);
     sb_key(b, "event");
-    sb_json(b, event, strlen(event));
-    if (has_step) sb_printf(b, ",\"step\":%" PRIu32, t->step + 1);
+    sim_json(b, event, strlen(event));
+    if (has_step) sk_sb_printf(b, ",\"step\":%" PRIu32, t->step + 1);
     switch (t->kind) {
-    case SK_TR_CONDITION_MET: sb_printf(b, ",\"rows\":%" PRIu32, t->count); break;
-    case SK_TR_ACTION_ATTEMPT: sb_printf(b, ",\"attempt\":%" PRIu32, attempt); break;
+    case SK_TR_CONDITION_MET: sk_sb_printf(b, ",\"rows\":%" PRIu32, t->count); break;
+    case SK_TR_ACTION_ATTEMPT: sk_sb_printf(b, ",\"attempt\":%" PRIu32, attempt); break;
     case SK_TR_ACTION_RETRY:
-      if (attempt) sb_printf(b, ",\"attempt\":%" PRIu32, attempt);
-      sb_printf(b, ",\"delay_ms\":%" PRId64, t->delay_ms);
+      if (attempt) sk_sb_printf(b, ",\"attempt\":%" PRIu32, attempt);
+      sk_sb_printf(b, ",\"delay_ms\":%" PRId64, t->delay_ms);
       sb_key(b, "reason");
-      sb_json(b, t->reason ? t->reason : "", t->reason ? strlen(t->reason) : 0);
+      sim_json(b, t->reason ? t->reason : "", t->reason ? strlen(t->reason) : 0);
       break;
     case SK_TR_ACTION_OK:
       if (t->call) json_effect(b, t->call, p->o->email_from);
       break;
     case SK_TR_ACTION_FAILED:
       sb_key(b, "reason");
-      sb_json(b, t->reason ? t->reason : "", t->reason ? strlen(t->reason) : 0);
+      sim_json(b, t->reason ? t->reason : "", t->reason ? strlen(t->reason) : 0);
       break;
     case SK_TR_INSTANCE_END:
       sb_key(b, "outcome");
-      sb_json(b, sk_outcome_name(t->outcome), strlen(sk_outcome_name(t->outcome)));
+      sim_json(b, sk_outcome_name(t->outcome), strlen(sk_outcome_name(t->outcome)));
       if (t->outcome == SK_OUTCOME_FAILED && t->reason) {
         sb_key(b, "reason");
-        sb_json(b, t->reason, strlen(t->reason));
+        sim_json(b, t->reason, strlen(t->reason));
       }
       break;
     default: break;
     }
-    sb_put(b, "}\n", 2);
+    sk_sb_put(b, "}\n", 2);
   } else {
     char off[40], delay[40];
     fmt_offset(at, off);
-    sb_printf(b, "  +%-12s %s ", off, loop);
-    sb_put(b, t->subject ? t->subject->data : "", t->subject ? t->subject->len : 0);
-    sb_printf(b, "  %-17s  ", event);
-    if (has_step) sb_printf(b, "step %" PRIu32, t->step + 1);
+    sk_sb_printf(b, "  +%-12s %s ", off, loop);
+    sk_sb_put(b, t->subject ? t->subject->data : "", t->subject ? t->subject->len : 0);
+    sk_sb_printf(b, "  %-17s  ", event);
+    if (has_step) sk_sb_printf(b, "step %" PRIu32, t->step + 1);
     switch (t->kind) {
-    case SK_TR_CONDITION_MET: sb_printf(b, ", %" PRIu32 " row%s", t->count, t->count == 1 ? "" : "s"); break;
-    case SK_TR_ACTION_ATTEMPT: sb_printf(b, ", attempt %" PRIu32, attempt); break;
+    case SK_TR_CONDITION_MET: sk_sb_printf(b, ", %" PRIu32 " row%s", t->count, t->count == 1 ? "" : "s"); break;
+    case SK_TR_ACTION_ATTEMPT: sk_sb_printf(b, ", attempt %" PRIu32, attempt); break;
     case SK_TR_ACTION_RETRY:
       fmt_offset(t->delay_ms, delay);
-      if (attempt) sb_printf(b, ", attempt %" PRIu32, attempt);
-      sb_printf(b, " failed (%s); retry in %s", t->reason ? t->reason : "", delay);
+      if (attempt) sk_sb_printf(b, ", attempt %" PRIu32, attempt);
+      sk_sb_printf(b, " failed (%s); retry in %s", t->reason ? t->reason : "", delay);
       break;
     case SK_TR_ACTION_OK:
-      sb_puts(b, ": ");
+      sk_sb_puts(b, ": ");
       if (t->call) text_effect(b, t->call);
       break;
-    case SK_TR_ACTION_FAILED: sb_printf(b, ": %s", t->reason ? t->reason : ""); break;
+    case SK_TR_ACTION_FAILED: sk_sb_printf(b, ": %s", t->reason ? t->reason : ""); break;
     case SK_TR_INSTANCE_END:
-      sb_puts(b, sk_outcome_name(t->outcome));
-      if (t->outcome == SK_OUTCOME_FAILED && t->reason) sb_printf(b, ": %s", t->reason);
+      sk_sb_puts(b, sk_outcome_name(t->outcome));
+      if (t->outcome == SK_OUTCOME_FAILED && t->reason) sk_sb_printf(b, ": %s", t->reason);
       break;
     default: break;
     }
     while (b->len && b->p[b->len - 1] == ' ') b->p[--b->len] = 0;
-    sb_put(b, "\n", 1);
+    sk_sb_put(b, "\n", 1);
   }
   if (!b->oom) fwrite(b->p, 1, b->len, p->o->out);
 }
@@ -859,7 +823,7 @@ typedef struct {
   const sk_scenario *sc;
   sk_memstore *store;
   sk_sched *sched;
-  sbuf id, text;      /* scratch for generated ids and values */
+  sk_sbuf id, text;      /* scratch for generated ids and values */
   char *err;
   size_t errlen;
 } driver;
@@ -896,8 +860,8 @@ static size_t put_decimal(char *p, uint64_t v) {
 
 /* Appends generated text t for event n to b: room for the longest is made once, then the parts are
    written in place. */
-static void tmpl_append(sbuf *b, const gtext *t, uint64_t n) {
-  if (sb_reserve(b, t->max_len) != 0) return;
+static void tmpl_append(sk_sbuf *b, const gtext *t, uint64_t n) {
+  if (sk_sb_reserve(b, t->max_len) != 0) return;
   char *p = b->p + b->len;
   for (size_t i = 0; i < t->n; i++) {
     if (t->v[i].lit) {
@@ -911,7 +875,7 @@ static void tmpl_append(sbuf *b, const gtext *t, uint64_t n) {
   b->p[b->len] = 0;
 }
 
-static void tmpl_render(sbuf *b, const gtext *t, uint64_t n) {
+static void tmpl_render(sk_sbuf *b, const gtext *t, uint64_t n) {
   b->len = 0;
   tmpl_append(b, t, n);
 }
@@ -924,7 +888,7 @@ static int apply_generated(driver *d, const sc_gen *g, uint64_t n) {
   size_t nf = g->nfields < 64 ? g->nfields : 64;
   char *dumped[64];
   d->text.len = 0;
-  sbuf *b = &d->text;
+  sk_sbuf *b = &d->text;
   for (size_t i = 0; i < nf; i++) {
     const gen_field *f = &g->fields[i];
     names[i] = f->key;

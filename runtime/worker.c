@@ -31,6 +31,7 @@
 #include "feed.h"
 #include "keys.h"
 #include "opcodes.h"
+#include "sbuf.h"
 #include "store.h"
 #include "vm.h"
 
@@ -40,50 +41,10 @@
 
 /* ---- small helpers ---- */
 
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-} sbuf;
-
-static void sb_put(sbuf *b, const void *s, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t nc = b->cap ? b->cap * 2 : 256;
-    while (nc < b->len + n + 1) nc *= 2;
-    char *p = realloc(b->p, nc);
-    if (!p) return; /* a log line cut short rather than a crash */
-    b->p = p;
-    b->cap = nc;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = 0;
-}
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_json(sbuf *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  sb_put(b, "\"", 1);
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') {
-      char e[2] = {'\\', (char)c};
-      sb_put(b, e, 2);
-    } else if (c == '\n') {
-      sb_put(b, "\\n", 2);
-    } else if (c < 0x20 || c == 0x7f) {
-      char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-      sb_put(b, e, 6);
-    } else {
-      sb_put(b, s + i, 1);
-    }
-  }
-  sb_put(b, "\"", 1);
-}
-
-static void sb_key(sbuf *b, const char *k) {
-  sb_put(b, ",\"", 2);
-  sb_puts(b, k);
-  sb_put(b, "\":", 2);
+static void sb_key(sk_sbuf *b, const char *k) {
+  sk_sb_put(b, ",\"", 2);
+  sk_sb_puts(b, k);
+  sk_sb_put(b, "\":", 2);
 }
 
 static int64_t wall_ms(void) {
@@ -260,7 +221,7 @@ static int64_t lease_end_v(const sk_worker *w) {
 
 /* ---- logs: one JSON object per line ---- */
 
-static void log_begin(sk_worker *w, sbuf *b, const char *level, const char *event) {
+static void log_begin(sk_worker *w, sk_sbuf *b, const char *level, const char *event) {
   char ts[40];
   int64_t now = wall_ms();
   time_t sec = (time_t)(now / 1000);
@@ -268,19 +229,19 @@ static void log_begin(sk_worker *w, sbuf *b, const char *level, const char *even
   gmtime_r(&sec, &tm);
   size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)(now % 1000));
-  sb_puts(b, "{\"ts\":\"");
-  sb_puts(b, ts);
-  sb_puts(b, "\",\"level\":\"");
-  sb_puts(b, level);
-  sb_puts(b, "\",\"worker\":");
-  sb_json(b, w->worker_id, strlen(w->worker_id));
-  sb_puts(b, ",\"event\":\"");
-  sb_puts(b, event);
-  sb_puts(b, "\"");
+  sk_sb_puts(b, "{\"ts\":\"");
+  sk_sb_puts(b, ts);
+  sk_sb_puts(b, "\",\"level\":\"");
+  sk_sb_puts(b, level);
+  sk_sb_puts(b, "\",\"worker\":");
+  sk_sb_json(b, w->worker_id, strlen(w->worker_id));
+  sk_sb_puts(b, ",\"event\":\"");
+  sk_sb_puts(b, event);
+  sk_sb_puts(b, "\"");
 }
 
-static void log_end(sk_worker *w, sbuf *b) {
-  sb_put(b, "}\n", 2);
+static void log_end(sk_worker *w, sk_sbuf *b) {
+  sk_sb_put(b, "}\n", 2);
   if (b->p) {
     fwrite(b->p, 1, b->len, w->log);
     fflush(w->log);
@@ -291,7 +252,7 @@ static void log_end(sk_worker *w, sbuf *b) {
 static void log_msg(sk_worker *w, const char *level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void log_msg(sk_worker *w, const char *level, const char *event, const char *fmt, ...) {
-  sbuf b = {0};
+  sk_sbuf b = {0};
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);
@@ -299,12 +260,12 @@ static void log_msg(sk_worker *w, const char *level, const char *event, const ch
   va_end(ap);
   log_begin(w, &b, level, event);
   sb_key(&b, "message");
-  sb_json(&b, msg, strlen(msg));
+  sk_sb_json(&b, msg, strlen(msg));
   log_end(w, &b);
 }
 
 void sk_worker_log(sk_worker *w, const char *level, const char *event, const char *fmt, ...) {
-  sbuf b = {0};
+  sk_sbuf b = {0};
   char members[2048] = "";
   if (fmt) {
     va_list ap;
@@ -313,7 +274,7 @@ void sk_worker_log(sk_worker *w, const char *level, const char *event, const cha
     va_end(ap);
   }
   log_begin(w, &b, level, event);
-  sb_puts(&b, members);
+  sk_sb_puts(&b, members);
   log_end(w, &b);
 }
 
@@ -325,56 +286,56 @@ static const char *outcome_name(uint32_t o) {
 static void op_trace(void *ud, const sk_trace *t) {
   sk_worker *w = ud;
   if (w->running && w->running->unborn) return; /* it may never be born: its life is traced then */
-  sbuf b = {0};
+  sk_sbuf b = {0};
   log_begin(w, &b, t->kind == SK_TR_ACTION_FAILED ? "error" : "info", sk_trace_name(t->kind));
   sb_key(&b, "loop");
   const char *ln = sk_str(t->m, t->m->loops[t->loop].name_str);
-  sb_json(&b, ln, strlen(ln));
+  sk_sb_json(&b, ln, strlen(ln));
   sb_key(&b, "subject");
-  if (t->subject) sb_json(&b, t->subject->data, t->subject->len);
-  else sb_puts(&b, "null");
+  if (t->subject) sk_sb_json(&b, t->subject->data, t->subject->len);
+  else sk_sb_puts(&b, "null");
   if (t->kind != SK_TR_INSTANCE_START && t->kind != SK_TR_INSTANCE_END) {
     char n[24];
     snprintf(n, sizeof n, "%u", t->step + 1);
     sb_key(&b, "step");
-    sb_puts(&b, n);
+    sk_sb_puts(&b, n);
   }
   if (t->kind == SK_TR_CONDITION_MET) {
     char n[24];
     snprintf(n, sizeof n, "%u", t->count);
     sb_key(&b, "rows");
-    sb_puts(&b, n);
+    sk_sb_puts(&b, n);
   }
   if (t->call) {
     char n[24];
     snprintf(n, sizeof n, "%u", t->call->attempt);
     sb_key(&b, "attempt");
-    sb_puts(&b, n);
+    sk_sb_puts(&b, n);
     sb_key(&b, "idempotency_key");
-    sb_json(&b, t->call->idempotency_key, strlen(t->call->idempotency_key));
+    sk_sb_json(&b, t->call->idempotency_key, strlen(t->call->idempotency_key));
     const sk_string *to = sk_call_field(t->call, "to");
     if (to) {
       sb_key(&b, "to");
-      sb_json(&b, to->data, to->len);
+      sk_sb_json(&b, to->data, to->len);
     }
   }
   if (t->result) {
     sb_key(&b, "id");
-    sb_json(&b, t->result->data, t->result->len);
+    sk_sb_json(&b, t->result->data, t->result->len);
   }
   if (t->kind == SK_TR_ACTION_RETRY) {
     char n[24];
     snprintf(n, sizeof n, "%" PRId64, t->delay_ms);
     sb_key(&b, "delay_ms");
-    sb_puts(&b, n);
+    sk_sb_puts(&b, n);
   }
   if (t->kind == SK_TR_INSTANCE_END) {
     sb_key(&b, "outcome");
-    sb_json(&b, outcome_name(t->outcome), strlen(outcome_name(t->outcome)));
+    sk_sb_json(&b, outcome_name(t->outcome), strlen(outcome_name(t->outcome)));
   }
   if (t->reason) {
     sb_key(&b, "reason");
-    sb_json(&b, t->reason, strlen(t->reason));
+    sk_sb_json(&b, t->reason, strlen(t->reason));
   }
   log_end(w, &b);
 }
