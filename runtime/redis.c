@@ -106,6 +106,11 @@ struct sk_redis {
   int push_active;
   sk_redis_push_fn push_fn;
   void *push_priv;
+
+  /* sk_redis_set_presend: called before a command is queued (not while it runs) */
+  void (*presend_fn)(void *);
+  void *presend_arg;
+  int in_presend;
 };
 
 static void destroy(sk_redis *r);
@@ -944,6 +949,11 @@ int sk_redis_command_timeout(sk_redis *r, int timeout_ms, int argc, const char *
                              const size_t *argvlen, sk_redis_callback callback, void *privdata) {
   if (r == NULL)
     return -1;
+  if (r->presend_fn != NULL && !r->in_presend) {
+    r->in_presend = 1;
+    r->presend_fn(r->presend_arg);
+    r->in_presend = 0;
+  }
   if (r->closing || r->free_pending) {
     set_err(r, SK_REDIS_ERR_CLOSED, "connection closed");
     return -1;
@@ -1121,3 +1131,12 @@ int sk_redis_check(const char *url, const sk_redis_options *options, int timeout
   snprintf(err, errlen, "%s", st.msg);
   return -1;
 }
+
+void sk_redis_set_presend(sk_redis *r, void (*fn)(void *), void *arg) {
+  if (r == NULL)
+    return;
+  r->presend_fn = fn;
+  r->presend_arg = arg;
+}
+
+struct event_base *sk_redis_base(const sk_redis *r) { return r != NULL ? r->base : NULL; }

@@ -143,6 +143,14 @@ int sk_redis_command(sk_redis *r, int argc, const char **argv, const size_t *arg
 int sk_redis_command_timeout(sk_redis *r, int timeout_ms, int argc, const char **argv,
                              const size_t *argvlen, sk_redis_callback callback, void *privdata);
 
+/* A function sk_redis_command (and _timeout) calls first, before it queues anything, so that a layer
+ * which holds commands back to merge them (the store's batches) sends what it holds and the wire keeps
+ * the order of the calls. One per connection; fn NULL removes it. It is not called again while it
+ * runs (its own commands go straight through). */
+void sk_redis_set_presend(sk_redis *r, void (*fn)(void *), void *arg);
+/* The event_base the connection runs on. */
+struct event_base *sk_redis_base(const sk_redis *r);
+
 /* ---- Subscriber mode (keyspace notifications) ----
  * In RESP2 a subscribed connection receives messages nobody asked for, so it cannot match replies
  * to commands: sk_redis_psubscribe turns a connection into a subscriber for good. */
