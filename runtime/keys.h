@@ -27,7 +27,9 @@
   X(STARTED, "started:{loop}",       "set",    "subjects a loop was ever started for: one instance per (loop, subject), ever") \
   X(INST,    "inst:{loop}:{subject}", "string", "an instance's snapshot (vm/snapshot.c), written at every suspension") \
   X(TIMERS,  "timers",               "zset",   "instances with a deadline or a retry: member inst key, score wake time (ms)") \
-  X(WAIT,    "wait:{key}",           "set",    "instances waiting on one wake-up key (an index key or an event)") \
+  X(WAIT,    "wait:{key}",           "hash/set", "instances waiting on a wake-up key {group}:{rest} (idx:{shape}:{values}, or ev:{table}:{kind}:{subject}): " \
+                                               "the hash wait:{group} maps {rest} to the one waiting instance's key, or to \"*\" when several wait, and then " \
+                                               "they are the set wait:{group}:{rest}; store.c's scripts keep the two together") \
   X(EVBOX,   "evbox:{loop}:{event}", "zset",   "a later step's events (table:kind:subject) a loop has not consumed yet: member row id, score event time; " \
                                                "a WAITEV takes the oldest instead of waiting, so an event that came first is not lost; expires after 7 days") \
   X(LEASE,   "lease:{loop}:{subject}", "string", "the worker running an instance now (SET NX PX): one worker at a time") \

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <openssl/sha.h>
 
 /* ---- keys ---- */
@@ -98,41 +99,85 @@ char *sk_key_format(const char *prefix, sk_key_kind kind, const char *const *par
 
 /* ---- the scripts ---- */
 
-enum script_id { SC_START, SC_SUSPEND, SC_END, SC_CHECK, SC_INDEX_ADD, SC_RELEASE, SC_BEGIN, SC_CLAIM,
-                 SC_PARK, SC_FINISH, SC_PEEK, SC_DUE_NEXT, SC_CLAIM_CHECK, SC_BEGIN_CHECK, SC_EVENT_POST, SC_PARK_EV, SC_COUNT };
+/* Waiting instances (keys.h WAIT): the waiters of one wake-up key (an index's values, or an event's
+   subject) are a field of a hash per group (per index shape, per event table and kind):
+   wait:{group} field {rest} = the one waiting instance's key, or "*" when several wait, and then
+   they are the members of the set wait:{group}:{rest}. The common case, one waiter per key, is one
+   field, and a batch of them is one HMGET and one HSET whatever their number; a crowd waiting on one
+   key (a condition without the subject in it) is still a set, O(1) to join and to leave.
+   A script gets the hash key and the set key in KEYS and the field in ARGV. */
+#define WAIT_LUA                                                                                   \
+  "local function wadd(h,s,f,m) local v=redis.call('HGET',h,f) "                                   \
+  "if not v then redis.call('HSET',h,f,m) elseif v=='*' then redis.call('SADD',s,m) "              \
+  "elseif v~=m then redis.call('SADD',s,v,m) redis.call('HSET',h,f,'*') end end "                  \
+  "local function wrem(h,s,f,m) local v=redis.call('HGET',h,f) "                                   \
+  "if v==m then redis.call('HDEL',h,f) elseif v=='*' then redis.call('SREM',s,m) "                 \
+  "if redis.call('EXISTS',s)==0 then redis.call('HDEL',h,f) end end end "                          \
+  "local function wget(h,s,f) local v=redis.call('HGET',h,f) "                                     \
+  "if v=='*' then return redis.call('SMEMBERS',s) elseif v then return {v} end return {} end "
 
-/* KEYS and ARGV of each are documented above its text. Short: Upstash runs a script under a lock. */
+/* The same for a batch: pre(list of {h,f}) reads every field with one HMGET per hash into val
+   (key h\0f; hash keys never hold a NUL byte); wadd/wrem then change val and queue the fields to
+   write (hs[h]: HSET pairs) or delete (hd[h]) so that entries of one batch see each other, and
+   put(hs, hd) writes them, one HSET and one HDEL per hash. cnt(k): ZCARD of an index and its first
+   row in one ZRANGE when it holds fewer than 16 rows. */
+#define BATCH_LUA                                                                                  \
+  "local order,val,hs,hd={},{},{},{} "                                                             \
+  "local function pre(l) local fl={} for _,p in ipairs(l) do local h=p[1] "                        \
+  "if not fl[h] then fl[h]={} order[#order+1]=h hs[h]={} hd[h]={} end local t=fl[h] t[#t+1]=p[2] end " \
+  "for _,h in ipairs(order) do local t=fl[h] local r=redis.call('HMGET',h,unpack(t)) "             \
+  "for j=1,#t do val[h..'\\0'..t[j]]=r[j] end end end "                                            \
+  "local function wadd(h,s,f,m) local c=h..'\\0'..f local v=val[c] "                               \
+  "if not v then val[c]=m local t=hs[h] t[#t+1]=f t[#t+1]=m "                                      \
+  "elseif v=='*' then redis.call('SADD',s,m) "                                                     \
+  "elseif v~=m then redis.call('SADD',s,v,m) val[c]='*' local t=hs[h] t[#t+1]=f t[#t+1]='*' end end " \
+  "local function wrem(h,s,f,m) local c=h..'\\0'..f local v=val[c] "                               \
+  "if v==m then val[c]=false local t=hd[h] t[#t+1]=f "                                             \
+  "elseif v=='*' then redis.call('SREM',s,m) "                                                     \
+  "if redis.call('EXISTS',s)==0 then val[c]=false local t=hd[h] t[#t+1]=f end end end "            \
+  "local function put() for _,h in ipairs(order) do "                                              \
+  "if #hd[h]>0 then redis.call('HDEL',h,unpack(hd[h])) end "                                       \
+  "if #hs[h]>0 then redis.call('HSET',h,unpack(hs[h])) end end end "                               \
+  "local function cnt(k) local r=redis.call('ZRANGE',k,0,15) local m=#r "                          \
+  "if m==16 then m=redis.call('ZCARD',k) end return m,r[1] end "
+
+enum script_id { SC_START, SC_SUSPEND, SC_END, SC_CHECK, SC_RELEASE, SC_BEGIN, SC_CLAIM, SC_PARK,
+                 SC_PEEK, SC_EVENT_POST, SC_PARK_EV, SC_B_INDEX_ADD, SC_B_BEGIN_CHECK,
+                 SC_B_CLAIM_CHECK, SC_B_FINISH, SC_COUNT };
+
+/* KEYS and ARGV of each are documented above its text. Short: Upstash runs a script under a lock.
+   A wait in KEYS is two keys (the hash, the set) and its field is in ARGV. */
 static const char *const scripts[SC_COUNT] = {
     /* KEYS started, inst; ARGV subject, snapshot */
     "if redis.call('SADD',KEYS[1],ARGV[1])==1 then redis.call('SET',KEYS[2],ARGV[2]) return 1 end "
     "return 0",
-    /* KEYS inst, timers[, wait]; ARGV snapshot, wake_at ('' none). The member is the inst key. */
+    /* KEYS inst, timers[, wait]; ARGV snapshot, wake_at ('' none)[, wait field]. The member is the
+       inst key. */
+    WAIT_LUA
     "redis.call('SET',KEYS[1],ARGV[1]) "
     "if ARGV[2]=='' then redis.call('ZREM',KEYS[2],KEYS[1]) "
     "else redis.call('ZADD',KEYS[2],ARGV[2],KEYS[1]) end "
-    "if KEYS[3] then redis.call('SADD',KEYS[3],KEYS[1]) end "
+    "if KEYS[3] then wadd(KEYS[3],KEYS[4],ARGV[3],KEYS[1]) end "
     "return 1",
-    /* KEYS inst, timers[, wait] */
+    /* KEYS inst, timers[, wait]; ARGV [wait field] */
+    WAIT_LUA
     "redis.call('DEL',KEYS[1]) redis.call('ZREM',KEYS[2],KEYS[1]) "
-    "if KEYS[3] then redis.call('SREM',KEYS[3],KEYS[1]) end "
+    "if KEYS[3] then wrem(KEYS[3],KEYS[4],ARGV[1],KEYS[1]) end "
     "return 1",
-    /* KEYS idx, wait, inst, timers[, lease]; ARGV min_rows, limit[, snapshot, wake_at ('' none)
-       [, worker]]. Returns {1, count[, first row]} held, {0, count} waiting (the lease, when
-       given and held by worker, is given back with the suspension). */
-    "local n=redis.call('ZCARD',KEYS[1]) local l=tonumber(ARGV[2]) "
+    /* KEYS idx, wait (2), inst, timers[, lease]; ARGV wait field, min_rows, limit[, snapshot,
+       wake_at ('' none)[, worker]]. Returns {1, count[, first row]} held, {0, count} waiting (the
+       lease, when given and held by worker, is given back with the suspension). */
+    WAIT_LUA
+    "local n=redis.call('ZCARD',KEYS[1]) local l=tonumber(ARGV[3]) "
     "if l>0 and n>l then n=l end "
-    "if n>=tonumber(ARGV[1]) then redis.call('SREM',KEYS[2],KEYS[3]) "
+    "if n>=tonumber(ARGV[2]) then wrem(KEYS[2],KEYS[3],ARGV[1],KEYS[4]) "
     "local f=redis.call('ZRANGE',KEYS[1],0,0) return {1,n,f[1]} end "
-    "redis.call('SADD',KEYS[2],KEYS[3]) "
-    "if ARGV[3] then redis.call('SET',KEYS[3],ARGV[3]) "
-    "if ARGV[4]=='' then redis.call('ZREM',KEYS[4],KEYS[3]) "
-    "else redis.call('ZADD',KEYS[4],ARGV[4],KEYS[3]) end "
-    "if KEYS[5] and redis.call('GET',KEYS[5])==ARGV[5] then redis.call('DEL',KEYS[5]) end end "
+    "wadd(KEYS[2],KEYS[3],ARGV[1],KEYS[4]) "
+    "if ARGV[4] then redis.call('SET',KEYS[4],ARGV[4]) "
+    "if ARGV[5]=='' then redis.call('ZREM',KEYS[5],KEYS[4]) "
+    "else redis.call('ZADD',KEYS[5],ARGV[5],KEYS[4]) end "
+    "if KEYS[6] and redis.call('GET',KEYS[6])==ARGV[6] then redis.call('DEL',KEYS[6]) end end "
     "return {0,n}",
-    /* KEYS idx, wait; ARGV score, row id. Returns {added, waiter...}. */
-    "local a=redis.call('ZADD',KEYS[1],'NX',ARGV[1],ARGV[2]) "
-    "local w=redis.call('SMEMBERS',KEYS[2]) "
-    "table.insert(w,1,a) return w",
     /* KEYS lease; ARGV worker */
     "if redis.call('GET',KEYS[1])==ARGV[1] then redis.call('DEL',KEYS[1]) return 1 end return 0",
     /* begin. KEYS started, inst, timers, lease; ARGV subject, snapshot, wake_at, worker, ttl */
@@ -145,66 +190,139 @@ static const char *const scripts[SC_COUNT] = {
     "local s=redis.call('GET',KEYS[2]) "
     "if not s then redis.call('DEL',KEYS[1]) redis.call('ZREM',KEYS[3],KEYS[2]) return {2} end "
     "redis.call('ZADD',KEYS[3],ARGV[3],KEYS[2]) return {1,s}",
-    /* park. KEYS inst, timers, lease, wait (ARGV[4] of them: 0 or 1), leave...; ARGV snapshot,
-       wake_at ('' none), worker, nwait */
+    /* park. KEYS inst, timers, lease, [wait (2) when nwait is 1,] leave waits (2 each)...; ARGV
+       snapshot, wake_at ('' none), worker, nwait, [wait field,] leave fields... The waits left
+       first, then the one joined (it may be one of them). */
+    WAIT_LUA
     "redis.call('SET',KEYS[1],ARGV[1]) "
     "if ARGV[2]=='' then redis.call('ZREM',KEYS[2],KEYS[1]) "
     "else redis.call('ZADD',KEYS[2],ARGV[2],KEYS[1]) end "
-    "local w=tonumber(ARGV[4]) "
-    "for i=4+w,#KEYS do redis.call('SREM',KEYS[i],KEYS[1]) end "
-    "for i=4,3+w do redis.call('SADD',KEYS[i],KEYS[1]) end "
+    "local w=tonumber(ARGV[4]) local j=5+w "
+    "for i=4+2*w,#KEYS,2 do wrem(KEYS[i],KEYS[i+1],ARGV[j],KEYS[1]) j=j+1 end "
+    "if w==1 then wadd(KEYS[4],KEYS[5],ARGV[5],KEYS[1]) end "
     "if redis.call('GET',KEYS[3])==ARGV[3] then redis.call('DEL',KEYS[3]) end return 1",
-    /* finish. KEYS inst, timers, lease, leave...; ARGV worker */
-    "redis.call('DEL',KEYS[1]) redis.call('ZREM',KEYS[2],KEYS[1]) "
-    "for i=4,#KEYS do redis.call('SREM',KEYS[i],KEYS[1]) end "
-    "if redis.call('GET',KEYS[3])==ARGV[1] then redis.call('DEL',KEYS[3]) end return 1",
     /* peek. KEYS idx; ARGV min_rows, limit. {held, count[, first row]}, nothing written */
     "local n=redis.call('ZCARD',KEYS[1]) local l=tonumber(ARGV[2]) "
     "if l>0 and n>l then n=l end local f=redis.call('ZRANGE',KEYS[1],0,0) "
     "return {n>=tonumber(ARGV[1]) and 1 or 0,n,f[1]}",
-    /* due_next. KEYS timers; ARGV now, max. {next score after now or '', due inst keys...} */
-    "local d=redis.call('ZRANGEBYSCORE',KEYS[1],'-inf',ARGV[1],'LIMIT',0,tonumber(ARGV[2])) "
-    "local n=redis.call('ZRANGEBYSCORE',KEYS[1],'('..ARGV[1],'+inf','WITHSCORES','LIMIT',0,1) "
-    "table.insert(d,1,n[2] or '') return d",
-    /* claim_check. KEYS lease, inst, timers, idx; ARGV worker, ttl, wake_at. As claim, and when
-       taken {1, snapshot, ZCARD idx[, first row]} */
-    "if not redis.call('SET',KEYS[1],ARGV[1],'NX','PX',ARGV[2]) then return {0} end "
-    "local s=redis.call('GET',KEYS[2]) "
-    "if not s then redis.call('DEL',KEYS[1]) redis.call('ZREM',KEYS[3],KEYS[2]) return {2} end "
-    "redis.call('ZADD',KEYS[3],ARGV[3],KEYS[2]) "
-    "local f=redis.call('ZRANGE',KEYS[4],0,0) "
-    "return {1,s,redis.call('ZCARD',KEYS[4]),f[1]}",
-    /* begin_check. KEYS started, inst, timers, lease, idx, wait; ARGV subject, snapshot, min_rows,
-       limit, worker, ttl, lease_end, deadline ('' none). {0} started before; {1, held, count[,
-       first]}: started, and either held (leased to worker, timer at lease_end) or waiting (in the
-       wait set, timer at the deadline) */
-    "if redis.call('SADD',KEYS[1],ARGV[1])==0 then return {0} end "
-    "redis.call('SET',KEYS[2],ARGV[2]) "
-    "local n=redis.call('ZCARD',KEYS[5]) local l=tonumber(ARGV[4]) "
-    "if l>0 and n>l then n=l end "
-    "if n>=tonumber(ARGV[3]) then redis.call('SET',KEYS[4],ARGV[5],'PX',ARGV[6]) "
-    "redis.call('ZADD',KEYS[3],ARGV[7],KEYS[2]) "
-    "local f=redis.call('ZRANGE',KEYS[5],0,0) return {1,1,n,f[1]} end "
-    "redis.call('SADD',KEYS[6],KEYS[2]) "
-    "if ARGV[8]=='' then redis.call('ZREM',KEYS[3],KEYS[2]) "
-    "else redis.call('ZADD',KEYS[3],ARGV[8],KEYS[2]) end return {1,0,n}",
-    /* event_post. KEYS wait, evbox...; ARGV row, score, ttl. The event goes into each loop's box;
-       returns the waiters */
-    "for i=2,#KEYS do redis.call('ZADD',KEYS[i],'NX',ARGV[2],ARGV[1]) "
-    "redis.call('PEXPIRE',KEYS[i],ARGV[3]) end return redis.call('SMEMBERS',KEYS[1])",
-    /* park_ev. KEYS inst, timers, lease, wait, evbox, leave...; ARGV snapshot, wake_at ('' none),
-       worker. {1, row}: an event was in the box (taken; nothing else written), {0}: parked */
-    "local e=redis.call('ZRANGE',KEYS[5],0,0) "
-    "if e[1] then redis.call('ZREM',KEYS[5],e[1]) return {1,e[1]} end "
+    /* event_post. KEYS wait (2), evbox...; ARGV row, score, ttl, wait field. The event goes into
+       each loop's box; returns the waiters */
+    WAIT_LUA
+    "for i=3,#KEYS do redis.call('ZADD',KEYS[i],'NX',ARGV[2],ARGV[1]) "
+    "redis.call('PEXPIRE',KEYS[i],ARGV[3]) end return wget(KEYS[1],KEYS[2],ARGV[4])",
+    /* park_ev. KEYS inst, timers, lease, wait (2), evbox, leave waits (2 each)...; ARGV snapshot,
+       wake_at ('' none), worker, wait field, leave fields... {1, row}: an event was in the box
+       (taken; nothing else written), {0}: parked */
+    WAIT_LUA
+    "local e=redis.call('ZRANGE',KEYS[6],0,0) "
+    "if e[1] then redis.call('ZREM',KEYS[6],e[1]) return {1,e[1]} end "
     "redis.call('SET',KEYS[1],ARGV[1]) "
     "if ARGV[2]=='' then redis.call('ZREM',KEYS[2],KEYS[1]) "
     "else redis.call('ZADD',KEYS[2],ARGV[2],KEYS[1]) end "
-    "for i=6,#KEYS do redis.call('SREM',KEYS[i],KEYS[1]) end "
-    "redis.call('SADD',KEYS[4],KEYS[1]) "
+    "local j=5 for i=7,#KEYS,2 do wrem(KEYS[i],KEYS[i+1],ARGV[j],KEYS[1]) j=j+1 end "
+    "wadd(KEYS[4],KEYS[5],ARGV[4],KEYS[1]) "
     "if redis.call('GET',KEYS[3])==ARGV[3] then redis.call('DEL',KEYS[3]) end return {0}",
+
+    /* ---- batches: entries of one operation, each with the same KEYS and ARGV as the others;
+       returns one reply per entry, shaped as that operation's own. A batch does what its entries
+       would do one after the other; the commands that take many keys or members (MSET, MGET, DEL,
+       ZADD, ZREM, SADD, HMGET, HSET, HDEL, EXISTS) are sent once per batch, not once per entry. */
+
+    /* index_add. Per entry KEYS idx, wait (2); ARGV wait field, score, row id. {added, waiter...} */
+    BATCH_LUA
+    "local n=#ARGV/3 local l={} for i=1,n do l[i]={KEYS[3*i-1],ARGV[3*i-2]} end pre(l) "
+    "local out={} for i=1,n do "
+    "local a=redis.call('ZADD',KEYS[3*i-2],'NX',ARGV[3*i-1],ARGV[3*i]) "
+    "local v=val[KEYS[3*i-1]..'\\0'..ARGV[3*i-2]] local w "
+    "if v=='*' then w=redis.call('SMEMBERS',KEYS[3*i]) elseif v then w={v} else w={} end "
+    "table.insert(w,1,a) out[i]=w end return out",
+
+    /* begin_check. Per entry KEYS started, inst, timers, lease, idx, wait (2); ARGV subject,
+       snapshot, min_rows, limit, worker, ttl, lease_end, deadline ('' none), wait field.
+       {0} started before; {1, held, count[, first]}: started, and either held (leased to
+       worker, timer at lease_end) or waiting (in the wait, timer at the deadline). Rows are
+       counted only when one of the batch's indexes exists at all (a new user has none). A batch
+       of one skips what only pays off for many (SMISMEMBER, EXISTS). */
+    BATCH_LUA
+    "local n=#ARGV/9 local function K(i,j) return KEYS[7*i-7+j] end "
+    "local function A(i,j) return ARGV[9*i-9+j] end "
+    "local so,ss,was,new={},{},{},{} "
+    "for i=1,n do local k=K(i,1) if not ss[k] then ss[k]={} so[#so+1]=k end local t=ss[k] t[#t+1]=A(i,1) end "
+    "if n==1 then new[1]=redis.call('SADD',K(1,1),A(1,1))==1 else "
+    "for _,k in ipairs(so) do local t=ss[k] local r=redis.pcall('SMISMEMBER',k,unpack(t)) "
+    "if type(r)~='table' or r.err then r={} for j=1,#t do r[j]=redis.call('SISMEMBER',k,t[j]) end end "
+    "for j=1,#t do if r[j]==1 then was[k..'\\0'..t[j]]=true end end end "
+    "local sa={} for i=1,n do local k=K(i,1) local c=k..'\\0'..A(i,1) "
+    "if not was[c] then was[c]=true new[i]=true if not sa[k] then sa[k]={} end local t=sa[k] t[#t+1]=A(i,1) end end "
+    "for _,k in ipairs(so) do if sa[k] then redis.call('SADD',k,unpack(sa[k])) end end end "
+    "local ms,ik,seen,l={},{},{},{} "
+    "for i=1,n do if new[i] then ms[#ms+1]=K(i,2) ms[#ms+1]=A(i,2) "
+    "if not seen[K(i,5)] then seen[K(i,5)]=true ik[#ik+1]=K(i,5) end l[#l+1]={K(i,6),A(i,9)} end end "
+    "if #ms==0 then local out={} for i=1,n do out[i]={0} end return out end "
+    "redis.call('MSET',unpack(ms)) "
+    "local any=#ik==1 or redis.call('EXISTS',unpack(ik))>0 local cc={} pre(l) "
+    "local out,za,zr={},{},{} "
+    "for i=1,n do if not new[i] then out[i]={0} else "
+    "local c,f=0,nil if any then local k=K(i,5) if not cc[k] then local m,g=cnt(k) cc[k]={m,g} end c,f=cc[k][1],cc[k][2] end "
+    "local lim=tonumber(A(i,4)) if lim>0 and c>lim then c=lim end "
+    "if c>=tonumber(A(i,3)) then redis.call('SET',K(i,4),A(i,5),'PX',A(i,6)) "
+    "za[#za+1]=A(i,7) za[#za+1]=K(i,2) out[i]={1,1,c,f} "
+    "else wadd(K(i,6),K(i,7),A(i,9),K(i,2)) "
+    "if A(i,8)=='' then zr[#zr+1]=K(i,2) else za[#za+1]=A(i,8) za[#za+1]=K(i,2) end out[i]={1,0,c} end end end "
+    "put() if #za>0 then redis.call('ZADD',K(1,3),unpack(za)) end "
+    "if #zr>0 then redis.call('ZREM',K(1,3),unpack(zr)) end return out",
+
+    /* claim_check. Per entry KEYS lease, inst, timers, idx; ARGV worker, ttl, wake_at. As claim,
+       and when taken {1, snapshot, ZCARD idx[, first row]} */
+    BATCH_LUA
+    "local n=#ARGV/3 local out,got,mg={},{},{} "
+    "for i=1,n do if redis.call('SET',KEYS[4*i-3],ARGV[3*i-2],'NX','PX',ARGV[3*i-1]) then "
+    "got[#got+1]=i mg[#mg+1]=KEYS[4*i-2] else out[i]={0} end end "
+    "if #got==0 then return out end "
+    "local sn=redis.call('MGET',unpack(mg)) local dl,zr,za,cc={},{},{},{} "
+    "for j,i in ipairs(got) do local s=sn[j] "
+    "if not s then dl[#dl+1]=KEYS[4*i-3] zr[#zr+1]=KEYS[4*i-2] out[i]={2} "
+    "else za[#za+1]=ARGV[3*i] za[#za+1]=KEYS[4*i-2] local k=KEYS[4*i] "
+    "if not cc[k] then local m,g=cnt(k) cc[k]={m,g} end out[i]={1,s,cc[k][1],cc[k][2]} end end "
+    "if #dl>0 then redis.call('DEL',unpack(dl)) end "
+    "if #zr>0 then redis.call('ZREM',KEYS[3],unpack(zr)) end "
+    "if #za>0 then redis.call('ZADD',KEYS[3],unpack(za)) end return out",
+
+    /* finish. Per entry KEYS inst, timers, lease, leave waits (2 each); ARGV worker, nleave,
+       leave fields. Each: 1 */
+    BATCH_LUA
+    "local ki,ai,out,dl,zr,lk,lw,wl,l=1,1,{},{},{},{},{},{},{} "
+    "while ai<=#ARGV do local m=KEYS[ki] dl[#dl+1]=m zr[#zr+1]=m lk[#lk+1]=KEYS[ki+2] lw[#lw+1]=ARGV[ai] "
+    "local nl=tonumber(ARGV[ai+1]) for j=1,nl do local h,s,f=KEYS[ki+1+2*j],KEYS[ki+2+2*j],ARGV[ai+1+j] "
+    "wl[#wl+1]={h,s,f,m} l[#l+1]={h,f} end "
+    "ki=ki+3+2*nl ai=ai+2+nl out[#out+1]=1 end "
+    "local ls=redis.call('MGET',unpack(lk)) "
+    "for j=1,#lk do if ls[j]==lw[j] then dl[#dl+1]=lk[j] end end "
+    "redis.call('DEL',unpack(dl)) redis.call('ZREM',KEYS[2],unpack(zr)) "
+    "if #l>0 then pre(l) for _,w in ipairs(wl) do wrem(w[1],w[2],w[3],w[4]) end put() end "
+    "return out",
 };
 
 /* ---- the store ---- */
+
+/* One entry of a batch: the operation it stands for and its caller's callback. */
+typedef struct sub {
+  sk_store_callback cb;
+  void *privdata;
+} sub;
+
+typedef struct op op;
+
+/* The entries of one operation gathered since the last flush (see "batches" below). */
+typedef struct batch {
+  int kind; /* enum op_kind of every entry */
+  size_t n, nkeys, nargs;
+  kbuf keys, args; /* the entries' keys, and their args, back to back */
+  size_t *klens, *alens;
+  size_t kcap, acap;
+  sub *subs;
+  size_t scap;
+} batch;
 
 struct sk_store {
   sk_redis *r;
@@ -212,7 +330,20 @@ struct sk_store {
   size_t prefix_len;
   char sha[SC_COUNT][41];
   char err[256];
+  struct event *flush_ev; /* runs once the current callbacks are done: flushes the batch and
+                             calls back batches sk_redis refused */
+  int flushing;
+  batch b;
+  op *refused;
+  int64_t due_now; /* of the due_next being sent, for its op */
+  uint32_t due_max; /* batches sk_redis refused, called back from flush_ev */
 };
+
+static void flush(sk_store *s);
+static void call_refused(sk_store *s);
+static void batch_reset(batch *b);
+static void on_flush_ev(evutil_socket_t fd, short what, void *arg);
+static void on_presend(void *arg) { flush(arg); }
 
 sk_store *sk_store_new(sk_redis *r, const char *prefix) {
   static const char hex[] = "0123456789abcdef";
@@ -233,6 +364,12 @@ sk_store *sk_store_new(sk_redis *r, const char *prefix) {
     }
     s->sha[i][40] = '\0';
   }
+  if (r != NULL) {
+    struct event_base *base = sk_redis_base(r);
+    if (base != NULL && (s->flush_ev = event_new(base, -1, 0, on_flush_ev, s)) == NULL)
+      goto fail;
+    sk_redis_set_presend(r, on_presend, s);
+  }
   return s;
 fail:
   sk_store_free(s);
@@ -242,6 +379,16 @@ fail:
 void sk_store_free(sk_store *s) {
   if (s == NULL)
     return;
+  flush(s); /* sent: sk_redis calls it back like any command in flight */
+  call_refused(s);
+  if (s->r != NULL)
+    sk_redis_set_presend(s->r, NULL, NULL);
+  if (s->flush_ev != NULL)
+    event_free(s->flush_ev);
+  batch_reset(&s->b);
+  free(s->b.klens);
+  free(s->b.alens);
+  free(s->b.subs);
   free(s->prefix);
   free(s);
 }
@@ -327,13 +474,15 @@ int sk_store_inst_parse(const sk_store *s, const char *key, size_t len, const ch
 /* ---- operations ---- */
 
 enum op_kind { OP_START, OP_SUSPEND, OP_END, OP_CHECK, OP_INDEX_ADD, OP_LOAD, OP_DUE, OP_LEASE,
-               OP_RELEASE, OP_BEGIN, OP_CLAIM, OP_PARK, OP_FINISH, OP_PEEK, OP_DUE_NEXT, OP_CLAIM_CHECK, OP_BEGIN_CHECK, OP_EVENT_POST, OP_PARK_EV };
+               OP_RELEASE, OP_BEGIN, OP_CLAIM, OP_PARK, OP_FINISH, OP_PEEK, OP_DUE_NEXT, OP_CLAIM_CHECK,
+               OP_BEGIN_CHECK, OP_EVENT_POST, OP_PARK_EV, OP_BATCH };
 
 static const char *const op_names[] = {"start", "suspend", "end", "check_or_wait", "index_add",
                                        "load", "due", "lease", "release", "begin", "claim",
-                                       "park", "finish", "peek", "due", "claim", "begin", "event_post", "park"};
+                                       "park", "finish", "peek", "due", "claim", "begin", "event_post", "park",
+                                       "batch"};
 
-#define MAX_ARGS 16
+#define MAX_ARGS 32
 
 /* The arguments of one command as they are gathered; `owned` are freed after sending. */
 typedef struct args {
@@ -369,7 +518,7 @@ static void args_free(args *a) {
     free(a->owned[i]);
 }
 
-typedef struct op {
+struct op {
   enum op_kind kind;
   int script; /* enum script_id, or -1 for a plain command */
   int fell_back;
@@ -378,9 +527,19 @@ typedef struct op {
   size_t *lens;
   sk_store_callback cb;
   void *privdata;
-} op;
+  /* OP_BATCH: the entries, each called back with its own part of the reply */
+  enum op_kind sub_kind;
+  sub *subs;
+  size_t nsubs;
+  /* OP_DUE_NEXT: the time and the most asked for */
+  int64_t now;
+  uint32_t max;
+  op *next;  /* in sk_store.refused */
+  char *why; /* refused: sk_redis's reason (owned) */
+};
 
 static void on_reply(sk_redis *r, const sk_redis_result *res, void *privdata);
+static void batch_reply(op *o, const sk_redis_result *res);
 
 /* Copies the command a (with EVALSHA sha numkeys in front when script >= 0) into a new op and
    queues it. Frees a's owned keys. 0, or -1 with s->err set. */
@@ -424,6 +583,10 @@ static int send_op(sk_store *s, enum op_kind kind, int script, int nkeys, args *
   o->lens = (size_t *)(o->argv + argc);
   o->cb = cb;
   o->privdata = privdata;
+  o->subs = NULL;
+  o->nsubs = 0;
+  o->now = s->due_now;
+  o->max = s->due_max;
   char *p = (char *)(o->lens + argc);
   for (int i = 0; i < argc; i++) {
     const char *src = i < nhead ? head[i] : a->argv[i - nhead];
@@ -445,6 +608,200 @@ static int send_op(sk_store *s, enum op_kind kind, int script, int nkeys, args *
 done:
   args_free(a);
   return rc;
+}
+
+/* ---- batches ----
+ * index_add, begin_check, claim_check and finish, the operations every activation goes through,
+ * are not sent one by one: the entries of one operation queued one after the other are sent as ONE
+ * script (scripts[SC_B_...]) when the callbacks that queued them are done (flush_ev, activated by
+ * the first entry), when another kind of entry comes, when anything else is about to be sent on the
+ * connection (sk_redis_set_presend: the wire keeps the order of the calls), or at BATCH_MAX entries.
+ * The script does what the entries would do one after the other, but sends each command that takes
+ * many keys or members once per batch: under load, a feed's 100 entries cost a handful of commands
+ * by INFO commandstats, not a handful each. An entry is called back with its own part of the reply,
+ * exactly as the operation alone would be. */
+
+#define BATCH_MAX 128
+#define BATCH_BYTES ((size_t)1 << 20)
+
+static void batch_reset(batch *b) {
+  free(b->keys.p);
+  free(b->args.p);
+  memset(&b->keys, 0, sizeof b->keys);
+  memset(&b->args, 0, sizeof b->args);
+  b->n = b->nkeys = b->nargs = 0;
+}
+
+static int batch_script(int kind) {
+  switch (kind) {
+  case OP_INDEX_ADD:
+    return SC_B_INDEX_ADD;
+  case OP_BEGIN_CHECK:
+    return SC_B_BEGIN_CHECK;
+  case OP_CLAIM_CHECK:
+    return SC_B_CLAIM_CHECK;
+  default:
+    return SC_B_FINISH;
+  }
+}
+
+static int reserve(void **p, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap)
+    return 0;
+  size_t nc = *cap ? *cap * 2 : 64;
+  while (nc < need)
+    nc *= 2;
+  void *q = realloc(*p, nc * size);
+  if (q == NULL)
+    return -1;
+  *p = q;
+  *cap = nc;
+  return 0;
+}
+
+/* Queues an entry of kind: a's first nkeys arguments are its keys, the rest its args (copied).
+   Frees a's owned keys. 0, or -1 with s->err set. */
+static int batch_add(sk_store *s, enum op_kind kind, int nkeys, args *a, sk_store_callback cb,
+                     void *privdata) {
+  batch *b = &s->b;
+  int rc = -1;
+  for (int i = 0; i < a->nowned; i++)
+    if (a->owned[i] == NULL)
+      goto oom;
+  if (b->n > 0 && b->kind != (int)kind)
+    flush(s);
+  size_t nargs = (size_t)(a->argc - nkeys);
+  if (reserve((void **)&b->klens, &b->kcap, b->nkeys + (size_t)nkeys, sizeof *b->klens) != 0 ||
+      reserve((void **)&b->alens, &b->acap, b->nargs + nargs, sizeof *b->alens) != 0 ||
+      reserve((void **)&b->subs, &b->scap, b->n + 1, sizeof *b->subs) != 0)
+    goto oom;
+  size_t klen0 = b->keys.len, alen0 = b->args.len;
+  for (int i = 0; i < a->argc; i++)
+    kb_put(i < nkeys ? &b->keys : &b->args, a->argv[i], a->lens[i]);
+  if (b->keys.oom || b->args.oom) { /* nothing of this entry stays */
+    b->keys.oom = b->args.oom = 0;
+    b->keys.len = klen0;
+    b->args.len = alen0;
+    goto oom;
+  }
+  for (int i = 0; i < a->argc; i++) {
+    if (i < nkeys)
+      b->klens[b->nkeys++] = a->lens[i];
+    else
+      b->alens[b->nargs++] = a->lens[i];
+  }
+  b->kind = (int)kind;
+  b->subs[b->n].cb = cb;
+  b->subs[b->n].privdata = privdata;
+  b->n++;
+  s->err[0] = '\0';
+  if (b->n == 1 && s->flush_ev != NULL)
+    event_active(s->flush_ev, EV_TIMEOUT, 0);
+  if (b->n >= BATCH_MAX || b->keys.len + b->args.len >= BATCH_BYTES || s->flush_ev == NULL)
+    flush(s);
+  rc = 0;
+  goto done;
+oom:
+  snprintf(s->err, sizeof s->err, "%s: out of memory", op_names[kind]);
+done:
+  args_free(a);
+  return rc;
+}
+
+/* Sends the batch as one EVALSHA. Refused by sk_redis (connection failed for good, queue full,
+   out of memory), its entries are called back from flush_ev, never from inside a caller. */
+static void flush(sk_store *s) {
+  batch *b = &s->b;
+  if (b->n == 0 || s->flushing)
+    return;
+  s->flushing = 1;
+  int script = batch_script(b->kind);
+  char numkeys[24];
+  snprintf(numkeys, sizeof numkeys, "%zu", b->nkeys);
+  size_t argc = 3 + b->nkeys + b->nargs;
+  size_t bytes = sizeof(op) + argc * (sizeof(char *) + sizeof(size_t)) + 41 + strlen(numkeys) + 1 +
+                 b->keys.len + b->nkeys + b->args.len + b->nargs;
+  op *o = malloc(bytes);
+  if (o == NULL) { /* called back as refused, without an op: the entries are lost only to OOM */
+    for (size_t i = 0; i < b->n; i++) {
+      sk_store_result out;
+      memset(&out, 0, sizeof out);
+      out.status = SK_REDIS_NOT_SENT;
+      out.errstr = "batch: out of memory";
+      b->subs[i].cb(&out, b->subs[i].privdata);
+    }
+    batch_reset(b);
+    s->flushing = 0;
+    return;
+  }
+  memset(o, 0, sizeof *o);
+  o->kind = OP_BATCH;
+  o->script = script;
+  o->argc = (int)argc;
+  o->argv = (const char **)(o + 1);
+  o->lens = (size_t *)(o->argv + argc);
+  o->sub_kind = (enum op_kind)b->kind;
+  o->subs = b->subs;
+  o->nsubs = b->n;
+  char *p = (char *)(o->lens + argc);
+  o->argv[0] = "EVALSHA";
+  o->lens[0] = 7;
+  const char *head[2] = {s->sha[script], numkeys};
+  for (int i = 0; i < 2; i++) {
+    size_t n = strlen(head[i]);
+    memcpy(p, head[i], n + 1);
+    o->argv[1 + i] = p;
+    o->lens[1 + i] = n;
+    p += n + 1;
+  }
+  const char *src = b->keys.p;
+  for (size_t i = 0; i < b->nkeys + b->nargs; i++) {
+    if (i == b->nkeys)
+      src = b->args.p;
+    size_t n = i < b->nkeys ? b->klens[i] : b->alens[i - b->nkeys];
+    if (n > 0)
+      memcpy(p, src, n);
+    p[n] = '\0';
+    o->argv[3 + i] = p;
+    o->lens[3 + i] = n;
+    p += n + 1;
+    src += n;
+  }
+  b->subs = NULL;
+  b->scap = 0;
+  batch_reset(b);
+  if (sk_redis_command(s->r, o->argc, o->argv, o->lens, on_reply, o) != 0) {
+    o->why = strdup(sk_redis_errstr(s->r));
+    o->next = s->refused;
+    s->refused = o;
+    if (s->flush_ev != NULL)
+      event_active(s->flush_ev, EV_TIMEOUT, 0);
+  }
+  s->flushing = 0;
+}
+
+/* Calls back the batches sk_redis refused. Touches nothing of s once it took them: a callback may
+   free the store. */
+static void call_refused(sk_store *s) {
+  op *o = s->refused;
+  s->refused = NULL;
+  while (o != NULL) {
+    op *next = o->next;
+    char *why = o->why;
+    sk_redis_result res = {.status = SK_REDIS_NOT_SENT, .reply = NULL,
+                           .errstr = why != NULL ? why : "not sent"};
+    batch_reply(o, &res);
+    free(why);
+    o = next;
+  }
+}
+
+static void on_flush_ev(evutil_socket_t fd, short what, void *arg) {
+  sk_store *s = arg;
+  (void)fd;
+  (void)what;
+  flush(s);
+  call_refused(s); /* last: it may free s */
 }
 
 static int is_str(const redisReply *x) {
@@ -475,10 +832,10 @@ static int read_strings(redisReply **el, size_t n, sk_store_result *out, const c
   return 0;
 }
 
-/* Reads a reply of the shape o->kind expects into out; 0, or -1 when it has another shape. */
-static int read_reply(const op *o, const redisReply *x, sk_store_result *out, const char ***ps,
-                      size_t **pl) {
-  switch (o->kind) {
+/* Reads a reply of the shape operation kind gives into out; 0, or -1 when it has another shape. */
+static int read_reply(enum op_kind kind, const redisReply *x, sk_store_result *out,
+                      const char ***ps, size_t **pl) {
+  switch (kind) {
   case OP_START:
   case OP_SUSPEND:
   case OP_END:
@@ -524,10 +881,8 @@ static int read_reply(const op *o, const redisReply *x, sk_store_result *out, co
       return -1;
     return read_strings(x->element, x->elements, out, ps, pl);
   case OP_DUE_NEXT:
-    if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 || !is_str(x->element[0]))
-      return -1;
-    out->n = x->element[0]->len > 0 ? strtoll(x->element[0]->str, NULL, 10) : -1;
-    return read_strings(x->element + 1, x->elements - 1, out, ps, pl);
+    /* read in due_next_reply, which knows now and max */
+    return -1;
   case OP_CLAIM:
   case OP_CLAIM_CHECK:
     if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 || x->elements > 4 ||
@@ -586,8 +941,109 @@ static int read_reply(const op *o, const redisReply *x, sk_store_result *out, co
       return -1;
     out->n = x->element[0]->integer;
     return read_strings(x->element + 1, x->elements - 1, out, ps, pl);
+  case OP_BATCH:
+    return -1;
   }
   return -1;
+}
+
+/* Starts out for a reply to the operation `name`: zeroed, the status, and when the command failed
+   or Redis answered an error, errstr := "name: why" (in err). 1 then, else 0. */
+static int start_result(const char *name, const sk_redis_result *res, sk_store_result *out,
+                        char *err, size_t errlen) {
+  const redisReply *x = res->reply;
+  memset(out, 0, sizeof *out);
+  out->status = res->status;
+  out->errstr = "";
+  if (res->status != SK_REDIS_OK)
+    snprintf(err, errlen, "%s: %s", name, res->errstr);
+  else if (x->type == REDIS_REPLY_ERROR)
+    snprintf(err, errlen, "%s: %.*s", name, (int)x->len, x->str);
+  else
+    return 0;
+  out->errstr = err;
+  return 1;
+}
+
+/* due_next's reply: ZRANGEBYSCORE timers -inf +inf WITHSCORES LIMIT 0 max+1, the earliest timers
+   with their times: those at or before now (at most max) are due; the first after them is the next
+   (-1: none). Calls back and frees o. */
+static void due_next_reply(op *o, const sk_redis_result *res) {
+  const redisReply *x = res->reply;
+  sk_store_result out;
+  char err[512];
+  const char **strs = NULL;
+  size_t *lens = NULL;
+  if (!start_result("due", res, &out, err, sizeof err)) {
+    size_t pairs = x->type == REDIS_REPLY_ARRAY ? x->elements / 2 : 0, due = 0;
+    int ok = x->type == REDIS_REPLY_ARRAY && x->elements % 2 == 0;
+    out.n = -1;
+    if (ok && pairs > 0) {
+      strs = malloc(pairs * sizeof *strs);
+      lens = malloc(pairs * sizeof *lens);
+      ok = strs != NULL && lens != NULL;
+    }
+    for (size_t i = 0; ok && i < pairs; i++) {
+      const redisReply *m = x->element[2 * i], *sc = x->element[2 * i + 1];
+      if (!is_str(m) || !is_str(sc)) {
+        ok = 0;
+        break;
+      }
+      double t = strtod(sc->str, NULL);
+      int64_t at = t >= 9.2e18 ? INT64_MAX : t <= -9.2e18 ? INT64_MIN : (int64_t)t;
+      if (at <= o->now && due < o->max) {
+        strs[due] = m->str;
+        lens[due] = m->len;
+        due++;
+      } else {
+        out.n = at; /* the first not taken now: after now, or due but beyond max */
+        break;
+      }
+    }
+    if (ok) {
+      out.ok = 1;
+      out.count = due;
+      out.strs = due > 0 ? strs : NULL;
+      out.lens = due > 0 ? lens : NULL;
+    } else {
+      snprintf(err, sizeof err, "due: unexpected reply (type %d)", x->type);
+      out.errstr = err;
+    }
+  }
+  o->cb(&out, o->privdata);
+  free(strs);
+  free(lens);
+  free(o);
+}
+
+/* A batch's reply: one element per entry, each read as its operation's own reply and given to its
+   callback, in order. A reply that is not such an array fails every entry. Frees o. */
+static void batch_reply(op *o, const sk_redis_result *res) {
+  const redisReply *x = res->reply;
+  int whole = res->status == SK_REDIS_OK && x != NULL && x->type == REDIS_REPLY_ARRAY &&
+              x->elements == o->nsubs;
+  for (size_t i = 0; i < o->nsubs; i++) {
+    sk_store_result out;
+    char err[512];
+    const char **strs = NULL;
+    size_t *lens = NULL;
+    if (start_result(op_names[o->sub_kind], res, &out, err, sizeof err)) {
+      /* errstr says why */
+    } else if (!whole || read_reply(o->sub_kind, x->element[i], &out, &strs, &lens) != 0) {
+      snprintf(err, sizeof err, "%s: unexpected reply (type %d)", op_names[o->sub_kind],
+               whole ? x->element[i]->type : x->type);
+      memset(&out, 0, sizeof out);
+      out.status = SK_REDIS_OK;
+      out.errstr = err;
+    } else {
+      out.ok = 1;
+    }
+    o->subs[i].cb(&out, o->subs[i].privdata);
+    free(strs);
+    free(lens);
+  }
+  free(o->subs);
+  free(o);
 }
 
 static void on_reply(sk_redis *r, const sk_redis_result *res, void *privdata) {
@@ -597,14 +1053,9 @@ static void on_reply(sk_redis *r, const sk_redis_result *res, void *privdata) {
   char err[512];
   const char **strs = NULL;
   size_t *lens = NULL;
-  memset(&out, 0, sizeof out);
-  out.status = res->status;
-  out.errstr = "";
-  if (res->status != SK_REDIS_OK) {
-    snprintf(err, sizeof err, "%s: %s", op_names[o->kind], res->errstr);
-    out.errstr = err;
-  } else if (x->type == REDIS_REPLY_ERROR && o->script >= 0 && !o->fell_back &&
-             strncmp(x->str, "NOSCRIPT", 8) == 0) {
+  sk_redis_result again;
+  if (res->status == SK_REDIS_OK && x->type == REDIS_REPLY_ERROR && o->script >= 0 &&
+      !o->fell_back && strncmp(x->str, "NOSCRIPT", 8) == 0) {
     /* The server does not know the script (restarted, SCRIPT FLUSH): send its text, once. */
     o->fell_back = 1;
     o->argv[0] = "EVAL";
@@ -613,19 +1064,26 @@ static void on_reply(sk_redis *r, const sk_redis_result *res, void *privdata) {
     o->lens[1] = strlen(scripts[o->script]);
     if (sk_redis_command(r, o->argc, o->argv, o->lens, on_reply, o) == 0)
       return;
-    out.status = SK_REDIS_NOT_SENT;
-    snprintf(err, sizeof err, "%s: %s", op_names[o->kind], sk_redis_errstr(r));
-    out.errstr = err;
-  } else if (x->type == REDIS_REPLY_ERROR) {
-    snprintf(err, sizeof err, "%s: %.*s", op_names[o->kind], (int)x->len, x->str);
-    out.errstr = err;
-  } else if (read_reply(o, x, &out, &strs, &lens) != 0) {
-    snprintf(err, sizeof err, "%s: unexpected reply (type %d)", op_names[o->kind], x->type);
-    memset(&out, 0, sizeof out);
-    out.status = SK_REDIS_OK;
-    out.errstr = err;
-  } else {
-    out.ok = 1;
+    again = (sk_redis_result){.status = SK_REDIS_NOT_SENT, .reply = NULL, .errstr = sk_redis_errstr(r)};
+    res = &again;
+  }
+  if (o->kind == OP_BATCH) {
+    batch_reply(o, res);
+    return;
+  }
+  if (o->kind == OP_DUE_NEXT) {
+    due_next_reply(o, res);
+    return;
+  }
+  if (!start_result(op_names[o->kind], res, &out, err, sizeof err)) {
+    if (read_reply(o->kind, res->reply, &out, &strs, &lens) == 0) {
+      out.ok = 1;
+    } else {
+      snprintf(err, sizeof err, "%s: unexpected reply (type %d)", op_names[o->kind], res->reply->type);
+      memset(&out, 0, sizeof out);
+      out.status = SK_REDIS_OK;
+      out.errstr = err;
+    }
   }
   o->cb(&out, o->privdata);
   free(strs);
@@ -653,6 +1111,64 @@ static int arg_inst(sk_store *s, args *a, const char *loop, const char *subject,
   return arg_owned(a, k, &n);
 }
 
+/* Takes over p (freed with a's keys; NULL: out of memory, reported by send_op or batch_add). */
+static void own(args *a, char *p) {
+  assert(a->nowned < 8);
+  a->owned[a->nowned++] = p;
+}
+
+int sk_store_wait_split(const sk_store *s, const char *key, size_t len, size_t *hash_len) {
+  static const char tag[] = "wait:";
+  size_t at = s->prefix_len + sizeof tag - 1, i;
+  int parts;
+  if (key == NULL || len < at || memcmp(key, s->prefix, s->prefix_len) != 0 ||
+      memcmp(key + s->prefix_len, tag, sizeof tag - 1) != 0)
+    return -1;
+  if (len - at > 4 && memcmp(key + at, "idx:", 4) == 0)
+    parts = 2; /* idx:{shape}: */
+  else if (len - at > 3 && memcmp(key + at, "ev:", 3) == 0)
+    parts = 3; /* ev:{table}:{kind}: */
+  else
+    return -1;
+  for (i = at; parts > 0; parts--) {
+    const char *c = memchr(key + i, ':', len - i);
+    if (c == NULL)
+      return -1;
+    i = (size_t)(c - key) + 1;
+  }
+  *hash_len = i - 1;
+  return 0;
+}
+
+/* Adds the two keys of the wait key w (its group's hash, then its set: w itself) to a, and points
+   *field at its field inside w (w must live until the operation is sent). 0, or -1 with s->err. */
+static int arg_wait(sk_store *s, args *a, enum op_kind kind, const char *w, size_t wlen,
+                    const char **field, size_t *flen) {
+  size_t h = 0;
+  if (sk_store_wait_split(s, w, wlen, &h) != 0) {
+    snprintf(s->err, sizeof s->err, "%s: not a wait key", op_names[kind]);
+    return -1;
+  }
+  arg(a, w, h);
+  arg(a, w, wlen);
+  *field = w + h + 1;
+  *flen = wlen - h - 1;
+  return 0;
+}
+
+/* sk_store_index_key(SK_KEY_WAIT), owned by a, and its two keys added as arg_wait does. */
+static int arg_index_wait(sk_store *s, args *a, enum op_kind kind, const sk_store_index *ix,
+                          const char **field, size_t *flen) {
+  size_t wl = 0;
+  char *wk = sk_store_index_key(s, ix, SK_KEY_WAIT, &wl);
+  own(a, wk);
+  if (wk == NULL) {
+    snprintf(s->err, sizeof s->err, "%s: out of memory", op_names[kind]);
+    return -1;
+  }
+  return arg_wait(s, a, kind, wk, wl, field, flen);
+}
+
 int sk_store_start(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                    const void *snapshot, size_t snapshot_len, sk_store_callback cb,
                    void *privdata) {
@@ -674,31 +1190,42 @@ int sk_store_suspend(sk_store *s, const char *loop, const char *subject, size_t 
                      void *privdata) {
   args a = {0};
   char wake[24] = "";
+  const char *f = NULL;
+  size_t fl = 0, n = 0;
   if (check_inst(s, OP_SUSPEND, loop, subject, subject_len) != 0)
     return -1;
   if (wake_at_ms != SK_STORE_NO_WAKE)
     fmt_i64(wake, sizeof wake, wake_at_ms);
   arg_inst(s, &a, loop, subject, subject_len);
-  size_t n = 0;
   arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
-  if (wait_key != NULL)
-    arg(&a, wait_key, wait_key_len);
+  if (wait_key != NULL && arg_wait(s, &a, OP_SUSPEND, wait_key, wait_key_len, &f, &fl) != 0) {
+    args_free(&a);
+    return -1;
+  }
   arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
   arg_str(&a, wake);
-  return send_op(s, OP_SUSPEND, SC_SUSPEND, wait_key != NULL ? 3 : 2, &a, cb, privdata);
+  if (wait_key != NULL)
+    arg(&a, f, fl);
+  return send_op(s, OP_SUSPEND, SC_SUSPEND, wait_key != NULL ? 4 : 2, &a, cb, privdata);
 }
 
 int sk_store_end(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                  const char *wait_key, size_t wait_key_len, sk_store_callback cb, void *privdata) {
   args a = {0};
-  size_t n = 0;
+  const char *f = NULL;
+  size_t fl = 0, n = 0;
   if (check_inst(s, OP_END, loop, subject, subject_len) != 0)
     return -1;
   arg_inst(s, &a, loop, subject, subject_len);
   arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
-  if (wait_key != NULL)
-    arg(&a, wait_key, wait_key_len);
-  return send_op(s, OP_END, SC_END, wait_key != NULL ? 3 : 2, &a, cb, privdata);
+  if (wait_key != NULL) {
+    if (arg_wait(s, &a, OP_END, wait_key, wait_key_len, &f, &fl) != 0) {
+      args_free(&a);
+      return -1;
+    }
+    arg(&a, f, fl);
+  }
+  return send_op(s, OP_END, SC_END, wait_key != NULL ? 4 : 2, &a, cb, privdata);
 }
 
 static int arg_lease(sk_store *s, args *a, const char *loop, const char *subject,
@@ -738,7 +1265,8 @@ static int check_or_wait(sk_store *s, const sk_store_index *ix, const char *loop
                          void *privdata) {
   args a = {0};
   char smin[16], slimit[16], wake[24] = "";
-  size_t n = 0;
+  const char *f = NULL;
+  size_t fl = 0, n = 0;
   if (check_inst(s, OP_CHECK, loop, subject, subject_len) != 0)
     return -1;
   snprintf(smin, sizeof smin, "%u", (unsigned)min_rows);
@@ -746,11 +1274,15 @@ static int check_or_wait(sk_store *s, const sk_store_index *ix, const char *loop
   if (wake_at_ms != SK_STORE_NO_WAKE)
     fmt_i64(wake, sizeof wake, wake_at_ms);
   arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_INDEX, &n), &n);
-  arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_WAIT, &n), &n);
+  if (arg_index_wait(s, &a, OP_CHECK, ix, &f, &fl) != 0) {
+    args_free(&a);
+    return -1;
+  }
   arg_inst(s, &a, loop, subject, subject_len);
   arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
   if (worker != NULL)
     arg_lease(s, &a, loop, subject, subject_len);
+  arg(&a, f, fl);
   arg_str(&a, smin);
   arg_str(&a, slimit);
   if (snapshot != NULL) {
@@ -759,20 +1291,25 @@ static int check_or_wait(sk_store *s, const sk_store_index *ix, const char *loop
   }
   if (worker != NULL)
     arg_str(&a, worker);
-  return send_op(s, OP_CHECK, SC_CHECK, worker != NULL ? 5 : 4, &a, cb, privdata);
+  return send_op(s, OP_CHECK, SC_CHECK, worker != NULL ? 6 : 5, &a, cb, privdata);
 }
 
 int sk_store_index_add(sk_store *s, const sk_store_index *ix, const char *row_id,
                        size_t row_id_len, int64_t score, sk_store_callback cb, void *privdata) {
   args a = {0};
   char sscore[24];
-  size_t n = 0;
+  const char *f = NULL;
+  size_t fl = 0, n = 0;
   fmt_i64(sscore, sizeof sscore, score);
   arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_INDEX, &n), &n);
-  arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_WAIT, &n), &n);
+  if (arg_index_wait(s, &a, OP_INDEX_ADD, ix, &f, &fl) != 0) {
+    args_free(&a);
+    return -1;
+  }
+  arg(&a, f, fl);
   arg_str(&a, sscore);
   arg(&a, row_id != NULL ? row_id : "", row_id_len);
-  return send_op(s, OP_INDEX_ADD, SC_INDEX_ADD, 2, &a, cb, privdata);
+  return batch_add(s, OP_INDEX_ADD, 3, &a, cb, privdata);
 }
 
 int sk_store_load(sk_store *s, const char *loop, const char *subject, size_t subject_len,
@@ -785,32 +1322,32 @@ int sk_store_load(sk_store *s, const char *loop, const char *subject, size_t sub
   return send_op(s, OP_LOAD, -1, 0, &a, cb, privdata);
 }
 
-/* due and due_next: ZRANGEBYSCORE timers -inf now LIMIT 0 max, plain or in the due_next script. */
+/* due: ZRANGEBYSCORE timers -inf now LIMIT 0 max. due_next: ZRANGEBYSCORE timers -inf +inf
+   WITHSCORES LIMIT 0 max+1, split at now when it comes back (due_next_reply): one command, inside
+   a script or not, where two ranges in a script were three by INFO commandstats. */
 static int due(sk_store *s, int next, int64_t now_ms, uint32_t max, sk_store_callback cb,
                void *privdata) {
   args a = {0};
   char now[24], smax[16];
   size_t n = 0;
-  if (max == 0) {
+  if (max == 0 || max == UINT32_MAX) {
     snprintf(s->err, sizeof s->err, "due: max must be at least 1");
     return -1;
   }
   fmt_i64(now, sizeof now, now_ms);
-  snprintf(smax, sizeof smax, "%u", (unsigned)max);
-  if (!next)
-    arg_str(&a, "ZRANGEBYSCORE");
+  snprintf(smax, sizeof smax, "%u", (unsigned)(next ? max + 1 : max));
+  arg_str(&a, "ZRANGEBYSCORE");
   arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
-  if (!next)
-    arg_str(&a, "-inf");
-  arg_str(&a, now);
-  if (!next) {
-    arg_str(&a, "LIMIT");
-    arg_str(&a, "0");
-  }
-  arg_str(&a, smax);
+  arg_str(&a, "-inf");
+  arg_str(&a, next ? "+inf" : now);
   if (next)
-    return send_op(s, OP_DUE_NEXT, SC_DUE_NEXT, 1, &a, cb, privdata);
-  return send_op(s, OP_DUE, -1, 0, &a, cb, privdata);
+    arg_str(&a, "WITHSCORES");
+  arg_str(&a, "LIMIT");
+  arg_str(&a, "0");
+  arg_str(&a, smax);
+  s->due_now = now_ms;
+  s->due_max = max;
+  return send_op(s, next ? OP_DUE_NEXT : OP_DUE, -1, 0, &a, cb, privdata);
 }
 
 int sk_store_due(sk_store *s, int64_t now_ms, uint32_t max, sk_store_callback cb, void *privdata) {
@@ -918,7 +1455,9 @@ static int claim(sk_store *s, int check, const char *loop, const char *subject, 
   arg_str(&a, worker);
   arg_str(&a, ttl);
   arg_str(&a, wake);
-  return send_op(s, kind, check ? SC_CLAIM_CHECK : SC_CLAIM, check ? 4 : 3, &a, cb, privdata);
+  if (check)
+    return batch_add(s, kind, 4, &a, cb, privdata);
+  return send_op(s, kind, SC_CLAIM, 3, &a, cb, privdata);
 }
 
 int sk_store_claim(sk_store *s, const char *loop, const char *subject, size_t subject_len,
@@ -964,31 +1503,42 @@ int sk_store_park(sk_store *s, const char *loop, const char *subject, size_t sub
                   sk_store_callback cb, void *privdata) {
   args a = {0};
   char wake[24];
-  if (park_head(s, OP_PARK, loop, subject, subject_len, wake_at_ms, nleave, worker, &a, wake) != 0) {
-    args_free(&a);
-    return -1;
-  }
+  const char *f[5];
+  size_t fl[5], nf = 0;
+  if (park_head(s, OP_PARK, loop, subject, subject_len, wake_at_ms, nleave, worker, &a, wake) != 0)
+    goto fail;
   int nkeys = 3;
   if (wait_key != NULL) {
-    arg(&a, wait_key, wait_key_len);
-    nkeys++;
+    if (arg_wait(s, &a, OP_PARK, wait_key, wait_key_len, &f[nf], &fl[nf]) != 0)
+      goto fail;
+    nf++;
+    nkeys += 2;
   }
   for (size_t i = 0; i < nleave; i++) {
-    arg(&a, leave_keys[i], leave_lens[i]);
-    nkeys++;
+    if (arg_wait(s, &a, OP_PARK, leave_keys[i], leave_lens[i], &f[nf], &fl[nf]) != 0)
+      goto fail;
+    nf++;
+    nkeys += 2;
   }
   arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
   arg_str(&a, wake);
   arg_str(&a, worker);
   arg_str(&a, wait_key != NULL ? "1" : "0");
+  for (size_t i = 0; i < nf; i++)
+    arg(&a, f[i], fl[i]);
   return send_op(s, OP_PARK, SC_PARK, nkeys, &a, cb, privdata);
+fail:
+  args_free(&a);
+  return -1;
 }
 
 int sk_store_finish(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                     const char *const *leave_keys, const size_t *leave_lens, size_t nleave,
                     const char *worker, sk_store_callback cb, void *privdata) {
   args a = {0};
-  size_t n = 0;
+  size_t n = 0, fl[4];
+  const char *f[4];
+  char snl[8];
   if (check_inst(s, OP_FINISH, loop, subject, subject_len) != 0 ||
       check_worker(s, OP_FINISH, worker) != 0)
     return -1;
@@ -1000,9 +1550,16 @@ int sk_store_finish(sk_store *s, const char *loop, const char *subject, size_t s
   arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
   arg_lease(s, &a, loop, subject, subject_len);
   for (size_t i = 0; i < nleave; i++)
-    arg(&a, leave_keys[i], leave_lens[i]);
+    if (arg_wait(s, &a, OP_FINISH, leave_keys[i], leave_lens[i], &f[i], &fl[i]) != 0) {
+      args_free(&a);
+      return -1;
+    }
+  snprintf(snl, sizeof snl, "%zu", nleave);
   arg_str(&a, worker);
-  return send_op(s, OP_FINISH, SC_FINISH, 3 + (int)nleave, &a, cb, privdata);
+  arg_str(&a, snl);
+  for (size_t i = 0; i < nleave; i++)
+    arg(&a, f[i], fl[i]);
+  return batch_add(s, OP_FINISH, 3 + 2 * (int)nleave, &a, cb, privdata);
 }
 
 int sk_store_peek(sk_store *s, const sk_store_index *ix, uint32_t min_rows, uint32_t limit,
@@ -1024,7 +1581,8 @@ int sk_store_begin_check(sk_store *s, const sk_store_index *ix, const char *loop
                          const char *worker, int64_t lease_ms, int64_t lease_end_ms,
                          int64_t deadline_ms, sk_store_callback cb, void *privdata) {
   args a = {0};
-  size_t n = 0;
+  size_t n = 0, fl = 0;
+  const char *f = NULL;
   char smin[16], slimit[16], ttl[24], lend[24], dl[24] = "";
   if (check_inst(s, OP_BEGIN_CHECK, loop, subject, subject_len) != 0 ||
       check_worker(s, OP_BEGIN_CHECK, worker) != 0)
@@ -1041,7 +1599,10 @@ int sk_store_begin_check(sk_store *s, const sk_store_index *ix, const char *loop
   arg_owned(&a, sk_key_format(s->prefix, SK_KEY_TIMERS, NULL, NULL, 0, &n), &n);
   arg_lease(s, &a, loop, subject, subject_len);
   arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_INDEX, &n), &n);
-  arg_owned(&a, sk_store_index_key(s, ix, SK_KEY_WAIT, &n), &n);
+  if (arg_index_wait(s, &a, OP_BEGIN_CHECK, ix, &f, &fl) != 0) {
+    args_free(&a);
+    return -1;
+  }
   arg(&a, subject != NULL ? subject : "", subject_len);
   arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
   arg_str(&a, smin);
@@ -1050,7 +1611,8 @@ int sk_store_begin_check(sk_store *s, const sk_store_index *ix, const char *loop
   arg_str(&a, ttl);
   arg_str(&a, lend);
   arg_str(&a, dl);
-  return send_op(s, OP_BEGIN_CHECK, SC_BEGIN_CHECK, 6, &a, cb, privdata);
+  arg(&a, f, fl);
+  return batch_add(s, OP_BEGIN_CHECK, 7, &a, cb, privdata);
 }
 
 int sk_store_event_post(sk_store *s, const char *wait_key, size_t wait_len,
@@ -1059,19 +1621,23 @@ int sk_store_event_post(sk_store *s, const char *wait_key, size_t wait_len,
                         sk_store_callback cb, void *privdata) {
   args a = {0};
   char sscore[24], sttl[24];
+  const char *f = NULL;
+  size_t fl = 0;
   if (nboxes > 8) {
     snprintf(s->err, sizeof s->err, "event_post: at most 8 loops");
     return -1;
   }
   fmt_i64(sscore, sizeof sscore, score);
   fmt_i64(sttl, sizeof sttl, ttl_ms < 1 ? 1 : ttl_ms);
-  arg(&a, wait_key, wait_len);
+  if (arg_wait(s, &a, OP_EVENT_POST, wait_key, wait_len, &f, &fl) != 0)
+    return -1;
   for (size_t i = 0; i < nboxes; i++)
     arg(&a, boxes[i], box_lens[i]);
   arg(&a, row, row_len);
   arg_str(&a, sscore);
   arg_str(&a, sttl);
-  return send_op(s, OP_EVENT_POST, SC_EVENT_POST, 1 + (int)nboxes, &a, cb, privdata);
+  arg(&a, f, fl);
+  return send_op(s, OP_EVENT_POST, SC_EVENT_POST, 2 + (int)nboxes, &a, cb, privdata);
 }
 
 int sk_store_park_event(sk_store *s, const char *loop, const char *subject, size_t subject_len,
@@ -1081,16 +1647,22 @@ int sk_store_park_event(sk_store *s, const char *loop, const char *subject, size
                         const char *worker, sk_store_callback cb, void *privdata) {
   args a = {0};
   char wake[24];
-  if (park_head(s, OP_PARK_EV, loop, subject, subject_len, wake_at_ms, nleave, worker, &a, wake) != 0) {
-    args_free(&a);
-    return -1;
-  }
-  arg(&a, wait_key, wait_len);
+  const char *f[5];
+  size_t fl[5];
+  if (park_head(s, OP_PARK_EV, loop, subject, subject_len, wake_at_ms, nleave, worker, &a, wake) != 0 ||
+      arg_wait(s, &a, OP_PARK_EV, wait_key, wait_len, &f[0], &fl[0]) != 0)
+    goto fail;
   arg(&a, box, box_len);
   for (size_t i = 0; i < nleave; i++)
-    arg(&a, leave_keys[i], leave_lens[i]);
+    if (arg_wait(s, &a, OP_PARK_EV, leave_keys[i], leave_lens[i], &f[1 + i], &fl[1 + i]) != 0)
+      goto fail;
   arg(&a, snapshot != NULL ? snapshot : "", snapshot_len);
   arg_str(&a, wake);
   arg_str(&a, worker);
-  return send_op(s, OP_PARK_EV, SC_PARK_EV, 5 + (int)nleave, &a, cb, privdata);
+  for (size_t i = 0; i <= nleave; i++)
+    arg(&a, f[i], fl[i]);
+  return send_op(s, OP_PARK_EV, SC_PARK_EV, 6 + 2 * (int)nleave, &a, cb, privdata);
+fail:
+  args_free(&a);
+  return -1;
 }

@@ -4,9 +4,19 @@
  *
  * Every operation is ONE round trip and one command on the wire: a short server-side Lua script that
  * names every key in KEYS, sent with EVALSHA (SHA-1 computed here) and sent again once as EVAL when
- * the server answers NOSCRIPT (after a restart or SCRIPT FLUSH: two commands that time), or a plain
- * command. Upstash bills the one command; Redis's INFO commandstats also counts the commands a script
- * runs, so each operation below lists both: "wire 1; inside: ...".
+ * the server answers NOSCRIPT (after a restart or SCRIPT FLUSH: two commands that time; a command
+ * queued behind it may then run first), or a plain command. Upstash bills the one command; Redis's
+ * INFO commandstats also counts the commands a script runs, so each operation below lists both:
+ * "wire 1; inside: ...".
+ *
+ * Batches: the operations every activation goes through (begin_check, index_add, claim_check,
+ * finish) are held back until the callbacks running now are done, and the entries of one operation
+ * queued together go as ONE script, whose commands that take many keys or members (MSET, MGET, DEL,
+ * ZADD, ZREM, SADD, SMISMEMBER, HMGET, HSET, HDEL, EXISTS) run once per batch: "per batch" below.
+ * Each entry is still called back alone, with exactly what the operation alone would give. The
+ * batch is sent early when another kind of operation comes, at 128 entries, or when anything else
+ * is about to be sent on the connection (sk_redis_set_presend), so the wire keeps the order of the
+ * calls. The store owns the connection's presend hook.
  *
  * Keys (keys.h) are built under the store's prefix (default "skene:"):
  *   inst:{loop}:{subject}      the snapshot; this key string is also the instance's member in `timers`
@@ -14,7 +24,10 @@
  *   idx:{table}({cols}):{values}   an index: the shape named by its table and columns (stable across
  *                              deploys), the values joined by the byte 0x1F; a 0x1E or 0x1F byte
  *                              inside a value is written as 0x1E then that byte, so keys never collide
- *   wait:idx:...               the instances waiting on that index key ("wait:" + the same suffix)
+ *   wait:idx:{shape}           the instances waiting on each values of that index: a hash, field
+ *                              {values} = the waiting instance's key, or "*" when several wait, and
+ *                              then they are the set wait:idx:{shape}:{values} (sk_store_wait_split);
+ *                              the same for events: wait:ev:{table}:{kind}, field {subject}
  *   started:{loop}, timers, lease:{loop}:{subject}
  * Loop names never contain ':' (the compiler allows letters, digits, '_', '-', '.'); subjects, values
  * and row ids are binary-safe.
@@ -78,6 +91,12 @@ const char *sk_store_errstr(const sk_store *s);
  * For sk_store_suspend's wait key, and for tests. */
 char *sk_store_index_key(const sk_store *s, const sk_store_index *ix, sk_key_kind which,
                          size_t *len);
+/* A wait key (from sk_store_index_key(SK_KEY_WAIT): wait:idx:{shape}:{values}, or
+ * wait:ev:{table}:{kind}:{subject}) as Redis holds it: its first *hash_len bytes are the key of its
+ * group's hash (wait:idx:{shape}), the rest after the ':' is its field there; the key itself names
+ * the set its waiters go to when more than one waits (keys.h WAIT). 0, or -1 when key is not a
+ * wait key under this prefix. */
+int sk_store_wait_split(const sk_store *s, const char *key, size_t len, size_t *hash_len);
 /* The instance key inst:{loop}:{subject} under the prefix (new buffer, *len), NULL out of memory. */
 char *sk_store_inst_key(const sk_store *s, const char *loop, const char *subject,
                         size_t subject_len, size_t *len);
@@ -147,11 +166,12 @@ int sk_store_check_or_wait(sk_store *s, const sk_store_index *ix, const char *lo
                            int64_t wake_at_ms, sk_store_callback cb, void *privdata);
 
 /* A row of the index's table now has these values: ZADD idx NX score row_id (score: insertion
- * order), then reads the waiters (SMEMBERS), whatever ZADD did. n: 1 when the row was added, 0 when it
+ * order), then reads the waiters, whatever ZADD did. n: 1 when the row was added, 0 when it
  * was there already; strs: the waiters' instance keys, for the runtime to wake. They stay in the set
  * until their own check_or_wait finds the condition held (or end removes them): a worker that dies
  * before waking them loses nothing, the feed entry is delivered again and wakes them again, and a
- * woken instance only re-checks. Wire 1; inside: ZADD + SMEMBERS. */
+ * woken instance only re-checks. Batched: per entry ZADD (+ SMEMBERS when several wait); per batch
+ * HMGET. */
 int sk_store_index_add(sk_store *s, const sk_store_index *ix, const char *row_id,
                        size_t row_id_len, int64_t score, sk_store_callback cb, void *privdata);
 
@@ -193,7 +213,8 @@ int sk_store_begin(sk_store *s, const char *loop, const char *subject, size_t su
  * ever, then, as check_or_park does, held (the lease is worker's and the timer at lease_end_ms) or
  * waiting (in the wait set, the timer at deadline_ms, no lease). n: 1 started now, 0 started
  * before (nothing written); held, rows (the count capped at limit), str: the first row id.
- * Wire 1; inside: SADD [+ SET + ZCARD + SET + ZADD + ZRANGE, or + SADD + ZADD]. */
+ * Batched: per batch SMISMEMBER + SADD (started), MSET, EXISTS (the indexes), HMGET + HSET (waits),
+ * ZADD/ZREM (timers); per entry only a ZRANGE when its index exists, and SET PX when held. */
 int sk_store_begin_check(sk_store *s, const sk_store_index *ix, const char *loop,
                          const char *subject, size_t subject_len, const void *snapshot,
                          size_t snapshot_len, uint32_t min_rows, uint32_t limit,
@@ -229,8 +250,9 @@ int sk_store_claim(sk_store *s, const char *loop, const char *subject, size_t su
 /* sk_store_claim for an instance woken from the wait set of index idx_key (the key
  * sk_store_index_key(SK_KEY_INDEX) gives), which also counts that index in the same script: the
  * woken AWAIT then needs no check of its own. rows: ZCARD; strs[0] (count 1): the first row id.
- * The instance stays in the wait set (park or finish takes it out once it moved on). Wire 1;
- * inside: SET [+ GET + ZADD + ZRANGE + ZCARD]. */
+ * The instance stays in the wait set (park or finish takes it out once it moved on). Batched: per
+ * entry SET NX PX (the lease) and ZRANGE (the index, a ZCARD more past 15 rows; once per index in
+ * a batch); per batch MGET, ZADD, [DEL + ZREM for ended ones]. */
 int sk_store_claim_check(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                          const char *worker, int64_t lease_ms, int64_t wake_at_ms,
                          const char *idx_key, size_t idx_len, sk_store_callback cb,
@@ -246,15 +268,17 @@ int sk_store_park(sk_store *s, const char *loop, const char *subject, size_t sub
                   const size_t *leave_lens, size_t nleave, const char *worker,
                   sk_store_callback cb, void *privdata);
 
-/* Ends the instance and gives the lease back: DEL the snapshot, ZREM the timer, SREM from each of
- * the nleave (at most 4) wait sets, DEL the lease if worker holds it. Wire 1. */
+/* Ends the instance and gives the lease back: DEL the snapshot, ZREM the timer, leave each of the
+ * nleave (at most 4) waits, DEL the lease if worker holds it. Batched: per batch MGET (leases), DEL,
+ * ZREM, HMGET + HDEL (waits); nothing per entry but when several wait on one key (SREM). */
 int sk_store_finish(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                     const char *const *leave_keys, const size_t *leave_lens, size_t nleave,
                     const char *worker, sk_store_callback cb, void *privdata);
 
-/* sk_store_due, and the time of the next timer after now_ms in the same round trip: strs: the due
- * instance keys (at most max, earliest first); n: the next timer's time, -1 when none. The
- * worker sleeps until then (or its idle bound). Wire 1; inside: two ZRANGEBYSCORE. */
+/* sk_store_due, and the time of the next timer in the same round trip: strs: the due instance keys
+ * (at most max, earliest first); n: the time of the first timer not given (after now_ms, or at or
+ * before it when more than max are due), -1 when none. The worker sleeps until then (or its idle
+ * bound). One plain command: ZRANGEBYSCORE timers -inf +inf WITHSCORES LIMIT 0 max+1. */
 int sk_store_due_next(sk_store *s, int64_t now_ms, uint32_t max, sk_store_callback cb,
                       void *privdata);
 

@@ -78,6 +78,27 @@ static raw cmd3(const char *a, const char *b, size_t blen, const char *c, size_t
   return cmd(3, argv, lens);
 }
 
+/* Whether inst waits on the wait key w (store.h sk_store_wait_split: the field of its group's hash
+   names it, or is "*" and the set w holds it). */
+static int waiting(const char *w, size_t wlen, const char *inst, size_t ilen) {
+  size_t h = 0;
+  assert_int_equal(sk_store_wait_split(store, w, wlen, &h), 0);
+  raw v = cmd3("HGET", w, h, w + h + 1, wlen - h - 1);
+  if (v.type == REDIS_REPLY_NIL)
+    return 0;
+  if (v.len == 1 && v.str[0] == '*')
+    return (int)cmd3("SISMEMBER", w, wlen, inst, ilen).integer;
+  return v.len == ilen && memcmp(v.str, inst, ilen) == 0;
+}
+
+/* Whether nobody waits on w: no field, no set. */
+static int wait_gone(const char *w, size_t wlen) {
+  size_t h = 0;
+  assert_int_equal(sk_store_wait_split(store, w, wlen, &h), 0);
+  return cmd3("HEXISTS", w, h, w + h + 1, wlen - h - 1).integer == 0 &&
+         cmd2("EXISTS", w, wlen).integer == 0;
+}
+
 /* ---- store operations ---- */
 
 typedef struct rec {
@@ -259,8 +280,7 @@ static void test_suspend_due_end(void **state) {
                           sizeof wait - 1, on_store, &R));
   x = cmd3("ZSCORE", "skene:timers", 12, inst, sizeof inst - 1);
   assert_int_equal(x.type, REDIS_REPLY_NIL);
-  x = cmd3("SISMEMBER", wait, sizeof wait - 1, inst, sizeof inst - 1);
-  assert_int_equal(x.integer, 1);
+  assert_true(waiting(wait, sizeof wait - 1, inst, sizeof inst - 1));
   RUN(1, sk_store_suspend(store, "activation", "u1", 2, "s3", 2, 5, wait, sizeof wait - 1,
                           on_store, &R));
 
@@ -269,8 +289,7 @@ static void test_suspend_due_end(void **state) {
   assert_int_equal(x.integer, 0);
   x = cmd3("ZSCORE", "skene:timers", 12, inst, sizeof inst - 1);
   assert_int_equal(x.type, REDIS_REPLY_NIL);
-  x = cmd3("SISMEMBER", wait, sizeof wait - 1, inst, sizeof inst - 1);
-  assert_int_equal(x.integer, 0);
+  assert_true(wait_gone(wait, sizeof wait - 1));
   x = cmd3("SISMEMBER", "skene:started:activation", 24, "u1", 2);
   assert_int_equal(x.integer, 1);
   /* once ever: started again after its end, nothing happens */
@@ -304,16 +323,16 @@ static void test_check_or_wait(void **state) {
                                 SK_STORE_NO_WAKE, on_store, &R));
   assert_false(R.held);
   assert_int_equal(R.n, 0);
-  raw x = cmd3("SISMEMBER", wait, wlen, inst, sizeof inst - 1);
-  assert_int_equal(x.integer, 1);
+  assert_true(waiting(wait, wlen, inst, sizeof inst - 1));
+  raw x;
 
   RUN(2, sk_store_index_add(store, &ix, "r1", 2, 1, on_store, &R));
   assert_int_equal(R.n, 1);
   assert_int_equal(R.count, 1);
   assert_int_equal(R.lens[0], sizeof inst - 1);
   assert_memory_equal(R.strs[0], inst, sizeof inst - 1);
-  x = cmd2("EXISTS", wait, wlen); /* still registered: a crash before the wake-up loses nothing */
-  assert_int_equal(x.integer, 1);
+  /* still registered: a crash before the wake-up loses nothing */
+  assert_true(waiting(wait, wlen, inst, sizeof inst - 1));
   /* the same row delivered again (after a crash) wakes it again */
   RUN(1, sk_store_index_add(store, &ix, "r1", 2, 1, on_store, &R));
   assert_int_equal(R.n, 0);
@@ -325,8 +344,7 @@ static void test_check_or_wait(void **state) {
   assert_int_equal(R.n, 1);
   assert_int_equal(R.len, 2);
   assert_memory_equal(R.str, "r1", 2);
-  x = cmd2("EXISTS", wait, wlen);
-  assert_int_equal(x.integer, 0);
+  assert_true(wait_gone(wait, wlen));
 
   /* a row delivered twice is added once and wakes nobody */
   RUN(1, sk_store_index_add(store, &ix, "r1", 2, 1, on_store, &R));
@@ -619,8 +637,8 @@ static void test_begin_claim_park_finish(void **state) {
   RUN(2, sk_store_park(store, "activation", "u1", 2, "s1", 2, 3000, wait, sizeof wait - 1, leave,
                        leave_lens, 1, "w2", on_store, &R));
   assert_string_equal(cmd2("GET", lease, sizeof lease - 1).str, "w1");
-  assert_int_equal(cmd3("SISMEMBER", wait, sizeof wait - 1, inst, sizeof inst - 1).integer, 1);
-  assert_int_equal(cmd3("SISMEMBER", old, sizeof old - 1, inst, sizeof inst - 1).integer, 0);
+  assert_true(waiting(wait, sizeof wait - 1, inst, sizeof inst - 1));
+  assert_false(waiting(old, sizeof old - 1, inst, sizeof inst - 1));
   assert_int_equal(zscore(inst), 3000);
   /* park as w1: the lease goes; no timer */
   RUN(1, sk_store_park(store, "activation", "u1", 2, "s2", 2, SK_STORE_NO_WAKE, NULL, 0, NULL, NULL,
@@ -644,7 +662,7 @@ static void test_begin_claim_park_finish(void **state) {
   RUN(2, sk_store_finish(store, "activation", "u1", 2, leave2, leave2_lens, 1, "w2", on_store, &R));
   assert_int_equal(cmd2("EXISTS", inst, sizeof inst - 1).integer, 0);
   assert_int_equal(cmd2("EXISTS", lease, sizeof lease - 1).integer, 0);
-  assert_int_equal(cmd2("EXISTS", wait, sizeof wait - 1).integer, 0);
+  assert_true(wait_gone(wait, sizeof wait - 1));
   assert_int_equal(zscore(inst), -1);
   assert_int_equal(cmd3("SISMEMBER", "skene:started:activation", 24, "u1", 2).integer, 1);
 
@@ -658,7 +676,7 @@ static void test_begin_claim_park_finish(void **state) {
 
 static void test_due_next_peek(void **state) {
   (void)state;
-  RUN(2, sk_store_due_next(store, 100, 10, on_store, &R));
+  RUN(1, sk_store_due_next(store, 100, 10, on_store, &R)); /* a plain command */
   assert_int_equal(R.count, 0);
   assert_int_equal(R.n, -1); /* no timer at all */
   cmd(6, (const char *[]){"ZADD", "skene:timers", "50", "a", "150", "b"}, NULL);
@@ -686,7 +704,7 @@ static void test_due_next_peek(void **state) {
   assert_false(R.held);
   assert_int_equal(R.n, 1);
   /* peek writes nothing: no waiter */
-  assert_int_equal(cmd2("EXISTS", "skene:wait:idx:user_actions(action_type,user_id):first_project_created\x1fu1", 74).integer, 0);
+  assert_true(wait_gone("skene:wait:idx:user_actions(action_type,user_id):first_project_created\x1fu1", 74));
 }
 
 static void test_begin_check_claim_check(void **state) {
@@ -704,7 +722,7 @@ static void test_begin_check_claim_check(void **state) {
   assert_int_equal(R.n, 1);
   assert_false(R.held);
   assert_int_equal(R.rows, 0);
-  assert_int_equal(cmd3("SISMEMBER", wait, wlen, inst, sizeof inst - 1).integer, 1);
+  assert_true(waiting(wait, wlen, inst, sizeof inst - 1));
   assert_int_equal(zscore(inst), 5000);
   assert_int_equal(cmd2("EXISTS", lease, sizeof lease - 1).integer, 0);
   /* started before: nothing */
@@ -726,7 +744,7 @@ static void test_begin_check_claim_check(void **state) {
   assert_int_equal(zscore(inst), 7000);
   assert_string_equal(cmd2("GET", lease, sizeof lease - 1).str, "w2");
   /* it stays a waiter until it moves on (park or finish leave the set) */
-  assert_int_equal(cmd3("SISMEMBER", wait, wlen, inst, sizeof inst - 1).integer, 1);
+  assert_true(waiting(wait, wlen, inst, sizeof inst - 1));
 
   /* held at once: started, leased, timer at the lease's end, not a waiter */
   RUN(1, sk_store_index_add(store, &(sk_store_index){"user_actions", action_cols,
@@ -745,6 +763,217 @@ static void test_begin_check_claim_check(void **state) {
   free(idx);
 }
 
+/* ---- batches ---- */
+
+/* A long reply (INFO) read whole. */
+typedef struct big {
+  int calls;
+  char *text;
+} big;
+
+static void on_big(sk_redis *r, const sk_redis_result *res, void *privdata) {
+  big *b = privdata;
+  (void)r;
+  b->calls++;
+  if (res->status == SK_REDIS_OK && res->reply->str != NULL)
+    b->text = strndup(res->reply->str, res->reply->len);
+}
+
+/* Calls of one command since CONFIG RESETSTAT, from INFO commandstats (script-internal ones too). */
+static long long calls_of(const char *command) {
+  const char *argv[2] = {"INFO", "commandstats"};
+  big b = {0, NULL};
+  assert_int_equal(sk_redis_command(conn, 2, argv, NULL, on_big, &b), 0);
+  run_until(&b.calls);
+  char want[64];
+  snprintf(want, sizeof want, "cmdstat_%s:calls=", command);
+  const char *at = b.text != NULL ? strstr(b.text, want) : NULL;
+  long long n = at != NULL ? strtoll(at + strlen(want), NULL, 10) : 0;
+  free(b.text);
+  return n;
+}
+
+typedef struct many {
+  int calls, ok, held_or_n[64];
+  long long n[64];
+  size_t count[64];
+  char first[64][32];
+} many;
+
+typedef struct slot {
+  many *m;
+  int i;
+} slot;
+
+static void on_many(const sk_store_result *res, void *privdata) {
+  slot *sl = privdata;
+  many *m = sl->m;
+  m->calls++;
+  m->ok += res->ok;
+  m->n[sl->i] = res->n;
+  m->held_or_n[sl->i] = res->held;
+  m->count[sl->i] = res->count;
+  if (res->count > 0)
+    snprintf(m->first[sl->i], sizeof m->first[0], "%.*s", (int)res->lens[0], res->strs[0]);
+}
+
+/* 40 instances begun, woken, claimed and finished, each operation queued 40 times before the loop
+   runs: each is one script on the wire, its multi-key commands once per batch by INFO
+   commandstats, and every entry gets its own answer. */
+static void test_batches(void **state) {
+  (void)state;
+  enum { N = 40 };
+  static const char *cols[1] = {"user_id"};
+  char subj[N][8], inst[N][40], row[N][8];
+  const char *vals[N][1];
+  sk_store_index ix[N];
+  slot sl[N];
+  many m;
+  for (int i = 0; i < N; i++) {
+    snprintf(subj[i], sizeof subj[i], "u%d", i);
+    snprintf(inst[i], sizeof inst[i], "skene:inst:activation:u%d", i);
+    snprintf(row[i], sizeof row[i], "r%d", i);
+    vals[i][0] = subj[i];
+    ix[i] = (sk_store_index){"projects", cols, vals[i], NULL, 1};
+    sl[i] = (slot){&m, i};
+  }
+  /* u0 has a project already: held at once */
+  cmd(4, (const char *[]){"ZADD", "skene:idx:projects(user_id):u0", "1", "r0"}, NULL);
+  cmd(2, (const char *[]){"CONFIG", "RESETSTAT"}, NULL);
+
+  memset(&m, 0, sizeof m);
+  uint64_t sent = sk_redis_commands_sent(conn);
+  for (int i = 0; i < N; i++)
+    assert_int_equal(sk_store_begin_check(store, &ix[i], "activation", subj[i], strlen(subj[i]), "s", 1, 1, 0,
+                                          "w1", 60000, 900, 5000, on_many, &sl[i]),
+                     0);
+  /* u1 again in the same batch: started once */
+  slot again = {&m, N - 1};
+  many m2;
+  memset(&m2, 0, sizeof m2);
+  again.m = &m2;
+  assert_int_equal(sk_store_begin_check(store, &ix[1], "activation", "u1", 2, "s", 1, 1, 0, "w1", 60000, 900,
+                                        5000, on_many, &again),
+                   0);
+  RUN_UNTIL(m.calls == N && m2.calls == 1, 5000);
+  assert_int_equal(m.ok, N);
+  assert_int_equal(m2.n[N - 1], 0); /* started before */
+  assert_int_equal(sk_redis_commands_sent(conn) - sent, 2); /* EVALSHA, NOSCRIPT, EVAL */
+  assert_int_equal(calls_of("mset"), 1);
+  assert_int_equal(calls_of("sadd"), 1);
+  assert_int_equal(calls_of("hset"), 1);
+  assert_int_equal(calls_of("zadd"), 1);
+  assert_int_equal(m.n[0], 1);
+  assert_true(m.held_or_n[0]); /* u0 held: leased, not waiting */
+  assert_string_equal(cmd2("GET", "skene:lease:activation:u0", 25).str, "w1");
+  for (int i = 1; i < N; i++) {
+    assert_int_equal(m.n[i], 1);
+    assert_false(m.held_or_n[i]);
+    size_t wl = 0;
+    char *w = sk_store_index_key(store, &ix[i], SK_KEY_WAIT, &wl);
+    assert_true(waiting(w, wl, inst[i], strlen(inst[i])));
+    free(w);
+    assert_int_equal(zscore(inst[i]), 5000);
+  }
+
+  /* their projects: one index_add batch; each entry names its own waiter. (The script is loaded
+     first: a NOSCRIPT fallback resends a script after what was queued behind it.) */
+  RUN(2, sk_store_index_add(store, &ix[0], "r0", 2, 0, on_store, &R));
+  cmd(2, (const char *[]){"CONFIG", "RESETSTAT"}, NULL);
+  memset(&m, 0, sizeof m);
+  sent = sk_redis_commands_sent(conn);
+  for (int i = 1; i < N; i++)
+    assert_int_equal(sk_store_index_add(store, &ix[i], row[i], strlen(row[i]), i, on_many, &sl[i]), 0);
+  /* a plain command queued after them goes after them: it sees their rows */
+  raw z;
+  memset(&z, 0, sizeof z);
+  const char *zc[2] = {"ZCARD", "skene:idx:projects(user_id):u5"};
+  assert_int_equal(sk_redis_command(conn, 2, zc, NULL, on_raw, &z), 0);
+  RUN_UNTIL(m.calls == N - 1 && z.calls == 1, 5000);
+  assert_int_equal(z.integer, 1);
+  assert_int_equal(m.ok, N - 1);
+  assert_int_equal(sk_redis_commands_sent(conn) - sent, 2); /* EVALSHA, ZCARD */
+  assert_int_equal(calls_of("hmget"), 1);
+  for (int i = 1; i < N; i++) {
+    assert_int_equal(m.n[i], 1);
+    assert_int_equal(m.count[i], 1);
+    assert_string_equal(m.first[i], inst[i]);
+  }
+
+  /* claimed in one batch, each counting its own index */
+  memset(&m, 0, sizeof m);
+  sent = sk_redis_commands_sent(conn);
+  for (int i = 1; i < N; i++) {
+    size_t il = 0;
+    char *k = sk_store_index_key(store, &ix[i], SK_KEY_INDEX, &il);
+    assert_int_equal(sk_store_claim_check(store, "activation", subj[i], strlen(subj[i]), "w2", 60000, 7000, k, il,
+                                          on_many, &sl[i]),
+                     0);
+    free(k);
+  }
+  RUN_UNTIL(m.calls == N - 1, 5000);
+  assert_int_equal(m.ok, N - 1);
+  assert_int_equal(sk_redis_commands_sent(conn) - sent, 2);
+  for (int i = 1; i < N; i++) {
+    assert_int_equal(m.n[i], 1);
+    assert_string_equal(m.first[i], row[i]);
+    assert_int_equal(zscore(inst[i]), 7000);
+  }
+
+  /* finished in one batch: no instance, lease, timer or waiter left */
+  cmd(2, (const char *[]){"CONFIG", "RESETSTAT"}, NULL);
+  memset(&m, 0, sizeof m);
+  sent = sk_redis_commands_sent(conn);
+  char *waits[N];
+  size_t wlens[N];
+  for (int i = 1; i < N; i++) {
+    waits[i] = sk_store_index_key(store, &ix[i], SK_KEY_WAIT, &wlens[i]);
+    const char *lk[1] = {waits[i]};
+    assert_int_equal(sk_store_finish(store, "activation", subj[i], strlen(subj[i]), lk, &wlens[i], 1, "w2",
+                                     on_many, &sl[i]),
+                     0);
+  }
+  RUN_UNTIL(m.calls == N - 1, 5000);
+  assert_int_equal(m.ok, N - 1);
+  assert_int_equal(sk_redis_commands_sent(conn) - sent, 2);
+  assert_int_equal(calls_of("del"), 1);
+  for (int i = 1; i < N; i++) {
+    assert_true(wait_gone(waits[i], wlens[i]));
+    assert_int_equal(cmd2("EXISTS", inst[i], strlen(inst[i])).integer, 0);
+    assert_int_equal(zscore(inst[i]), -1);
+    free(waits[i]);
+  }
+  assert_int_equal(cmd2("EXISTS", "skene:wait:idx:projects(user_id)", 32).integer, 0);
+  assert_int_equal(cmd2("EXISTS", "skene:lease:activation:u7", 25).integer, 0);
+}
+
+/* Several instances waiting on one key (a condition without the subject): the field says "*" and
+   the set holds them; each is woken, one leaving does not take the other out, the last cleans up. */
+static void test_crowded_wait(void **state) {
+  (void)state;
+  static const char *cols[1] = {"plan"};
+  const char *vals[1] = {"pro"};
+  sk_store_index ix = {"launches", cols, vals, NULL, 1};
+  static const char i1[] = "skene:inst:activation:u1", i2[] = "skene:inst:activation:u2";
+  size_t wl = 0;
+  char *w = sk_store_index_key(store, &ix, SK_KEY_WAIT, &wl);
+  RUN(2, sk_store_begin_check(store, &ix, "activation", "u1", 2, "s", 1, 1, 0, "w1", 60000, 900, 5000, on_store,
+                              &R));
+  RUN(1, sk_store_begin_check(store, &ix, "activation", "u2", 2, "s", 1, 1, 0, "w1", 60000, 900, 5000, on_store,
+                              &R));
+  assert_true(waiting(w, wl, i1, sizeof i1 - 1));
+  assert_true(waiting(w, wl, i2, sizeof i2 - 1));
+  RUN(2, sk_store_index_add(store, &ix, "l1", 2, 1, on_store, &R));
+  assert_int_equal(R.count, 2);
+  const char *lk[1] = {w};
+  RUN(2, sk_store_finish(store, "activation", "u1", 2, lk, &wl, 1, "w1", on_store, &R));
+  assert_false(waiting(w, wl, i1, sizeof i1 - 1));
+  assert_true(waiting(w, wl, i2, sizeof i2 - 1));
+  RUN(1, sk_store_finish(store, "activation", "u2", 2, lk, &wl, 1, "w1", on_store, &R));
+  assert_true(wait_gone(w, wl));
+  free(w);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   url = getenv("SKENE_TEST_REDIS_URL");
@@ -755,6 +984,8 @@ int main(void) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_crowded_wait, setup, teardown),
       cmocka_unit_test_setup_teardown(test_start_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_suspend_due_end, setup, teardown),
       cmocka_unit_test_setup_teardown(test_check_or_wait, setup, teardown),
