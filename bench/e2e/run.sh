@@ -10,6 +10,7 @@
 #      counts them (every command a script runs counts again).
 #   3. idle: nothing happens for S seconds (default 600): commands per idle hour per worker,
 #      extrapolated from the window (the worker's own count and INFO commandstats).
+#   3b. the same counts for 100 users written one at a time (50 ms apart), where every batch is one.
 #   4. memory: sign-ups that never activate (5-minute timeout, real time) pile up to W waiting
 #      instances (default 100,000): the worker's resident memory at W/100, W/10 and W waiting.
 #   5. a cross-check of the billed count from Redis's side: MONITOR on 2,000 more activations, the
@@ -24,7 +25,7 @@ if [[ ${1:-} != --inner ]]; then
   build="" args=()
   while (($#)); do
     case $1 in
-      -h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+      -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
       --write) args+=(--write) ;;
       --users | --waiting | --idle-seconds) args+=("$1" "${2:?$1 needs a number}"); shift ;;
       -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
@@ -164,12 +165,24 @@ ended_all() { (($(stat ended) >= n)); }
 wait_for "$n instances to end" 60 ended_all
 wire1=$(stat wire_commands)
 calls=$(redis_calls)
+rc INFO commandstats >"$work/cmdstats.txt"
 act_ms=$((t1 - t0))
 act_rate=$((n * 1000 / (act_ms > 0 ? act_ms : 1)))
 wire_per=$(awk -v a="$wire_s0" -v b="$wire1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / n }')
 wire_signup=$(awk -v a="$wire_s0" -v b="$wire0" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / n }')
 wire_act=$(awk -v a="$wire0" -v b="$wire1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / n }')
 calls_per=$(awk -v c="$calls" -v n="$n" 'BEGIN { printf "%.2f", c / n }')
+# The app's writes, from the same INFO commandstats: each is MULTI, HSET, XADD, EXEC (the worker
+# sends no MULTI, and its scripts no EXEC), so they are 4 x cmdstat_exec; the rest is the worker's.
+app_calls=$(awk -F'[=,:]' '/^cmdstat_exec:/ { print 4 * $3 }' "$work/cmdstats.txt")
+worker_calls_per=$(awk -v c="$calls" -v a="${app_calls:-0}" -v n="$n" 'BEGIN { printf "%.2f", (c - a) / n }')
+app_calls_per=$(awk -v a="${app_calls:-0}" -v n="$n" 'BEGIN { printf "%.2f", a / n }')
+# per command, per activated user, the app's writes taken out (HSET and XADD once per EXEC each)
+cmd_breakdown=$(awk -F'[=,:]' -v n="$n" '/^cmdstat_/ { c[substr($1, 9)] = $3 }
+  END { x = c["exec"]; c["multi"] -= x; c["exec"] -= x; c["hset"] -= x; c["xadd"] -= x
+        delete c["info"]; delete c["config"]
+        for (k in c) if (c[k] / n >= 0.0005) printf "%s %.3f\n", k, c[k] / n }' "$work/cmdstats.txt" |
+  sort -k2,2nr | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2 }')
 emails=$(find "$outbox" -maxdepth 1 -name '*.eml' | wc -l)
 echo "run.sh: $n activations in $act_ms ms; $wire_per wire commands each; idle window of ${idle} s next" >&2
 cpu_ticks=$(awk '{ print $14 + $15 }' "/proc/$wpid/stat")
@@ -182,6 +195,25 @@ wire1=$(stat wire_commands)
 idle_calls=$(redis_calls)
 idle_wire_h=$(awk -v a="$wire0" -v b="$wire1" -v s="$idle" 'BEGIN { printf "%.0f", (b - a) * 3600 / s }')
 idle_calls_h=$(awk -v c="$idle_calls" -v s="$idle" 'BEGIN { printf "%.0f", c * 3600 / s }')
+
+# ---- 3b: one user at a time: batches of one, the worst case for the batching ----
+trickle=100
+rc CONFIG RESETSTAT >/dev/null
+wire0=$(stat wire_commands)
+ended0=$(stat ended)
+for ((i = n + waiting + 1; i <= n + waiting + trickle; i++)); do # ids phase 4 does not use
+  gen users "$i" "$i" | redis-cli -p "$port" --pipe >/dev/null
+  sleep 0.05
+  gen actions "$i" "$i" | redis-cli -p "$port" --pipe >/dev/null
+  sleep 0.05
+done
+ended_trickle() { (($(stat ended) - ended0 >= trickle)); }
+wait_for "$trickle users one at a time" 60 ended_trickle
+wire1=$(stat wire_commands)
+rc INFO commandstats >"$work/cmdstats_trickle.txt"
+trickle_wire=$(awk -v a="$wire0" -v b="$wire1" -v n="$trickle" 'BEGIN { printf "%.2f", (b - a) / n }')
+trickle_calls=$(awk -F'[=,:]' -v n="$trickle" '/^cmdstat_/ && $1 != "cmdstat_info" && $1 != "cmdstat_config" { s += $3 }
+  /^cmdstat_exec:/ { x = $3 } END { printf "%.2f", (s - 4 * x) / n }' "$work/cmdstats_trickle.txt")
 stop_worker
 
 # ---- 4: memory with waiting instances ----
@@ -244,17 +276,24 @@ the way the Next.js app does (MULTI; HSET; XADD; EXEC) through \`redis-cli --pip
 | sign-ups until every instance waits | $signup_rate per second ($n users) | |
 | activations per second (first write to last .eml) | **$act_rate** ($n in $act_ms ms, $emails emails) | ≥ 20,000 |
 | Redis commands per activated user, on the wire (billed): sign-up + activation | **$wire_per** ($wire_signup + $wire_act) | ≤ 8 |
-| the same counted by INFO commandstats (script-internal commands too) | $calls_per | |
+| the same counted by INFO commandstats (script-internal commands too), the worker's | **$worker_calls_per** | ≤ 8 |
+| INFO commandstats, everything: the worker's and the app's writes ($app_calls_per: MULTI, HSET, XADD, EXEC per write) | $calls_per | |
 | the worker's commands seen by MONITOR on $mon_n more users (script-internal ones and the app's writes apart) | $mon_per | ≤ 8 |
 | worker CPU for sign-ups and activations | $((cpu_ticks * 10)) ms ($(awk -v t="$cpu_ticks" -v n="$n" 'BEGIN { printf "%.1f", t * 10000 / n }') µs per user) | |
+| the same, $trickle users one at a time (each operation a batch of one): on the wire / by INFO commandstats, the worker's | $trickle_wire / $trickle_calls | |
 | commands per idle hour per worker, on the wire | **$idle_wire_h** (measured over ${idle} s) | ≤ 200 |
-| the same by INFO commandstats | $idle_calls_h | |
+| the same by INFO commandstats | **$idle_calls_h** | ≤ 200 |
 | worker RSS with ${marks[0]} / ${marks[1]} / ${marks[2]} instances waiting | $(mb "${rss_at[0]}") / $(mb "${rss_at[1]}") / $(mb "${rss_at[2]}") MiB (peak $(mb "$peak") MiB) | flat |
 | Redis used_memory with $waiting waiting (and the $n done) | $redis_mem MiB | |
 
-Wire commands per activated user: the sign-up (one script starts the instance, records it at its
-AWAIT and checks the condition) and the activation (the action row, index_add, the claim that also
-counts the index, the user row for the email, finish: 5), plus the feeds' reads and
-acknowledgements, amortised over batches of up to 100 entries."
+The worker's commands per activated user by INFO commandstats, script-internal ones included and
+the app's writes taken out: $cmd_breakdown.
+
+Per activated user the worker reads two rows (the action row for its index, the user row for the
+email: HGETALL), adds the action to its index (ZADD), takes the lease (SET NX PX) and counts the
+index (ZRANGE) as it claims the instance. Everything else (starting the instance, recording it
+at its AWAIT, waking it, ending it, the feeds' reads and acknowledgements) goes in batches: the
+store sends the entries of one operation queued together as one script whose commands take many
+keys at once (runtime/store.c, "batches"), and a feed reads up to 100 entries at a time."
 echo "$section"
 if ((write)); then bench_write_section "$root" "$build" "End to end (Redis)" "$section"; fi
