@@ -1,10 +1,12 @@
-/* store.c: the durable state of loops in Redis (store.h): key formatting, the scripts and the
- * EVALSHA -> EVAL fallback, and the reading of each operation's reply.
+/* store.c: the durable state of loops in Redis (store.h): key formatting, the scripts, the batches,
+ * and the reading of each operation's reply.
  *
- * An operation copies its whole command (EVALSHA, sha, numkeys, keys, args) into one allocation,
- * the `op`, which is the sk_redis privdata. When Redis answers NOSCRIPT the same op is sent again
- * as EVAL with the script's text, once; then its reply is read and given to the caller. An op holds
- * no pointer to the store, so the store may be freed with operations in flight.
+ * Scripts go as EVAL with their text, never EVALSHA: an EVALSHA that meets NOSCRIPT (after a Redis
+ * restart, a failover, SCRIPT FLUSH) has to be sent again, behind whatever was queued after it, and
+ * then the wire no longer runs commands in the order they were sent. Redis caches a script by its
+ * SHA-1 either way; the text costs bandwidth (a few hundred bytes per operation, a batch's once),
+ * not commands. An operation's reply goes to a small `op`, the sk_redis privdata, which holds no
+ * pointer to the store, so the store may be freed with operations in flight.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -16,7 +18,6 @@
 #include <string.h>
 
 #include <event2/event.h>
-#include <openssl/sha.h>
 
 /* ---- keys ---- */
 
@@ -328,7 +329,6 @@ struct sk_store {
   sk_redis *r;
   char *prefix;
   size_t prefix_len;
-  char sha[SC_COUNT][41];
   char err[256];
   struct event *flush_ev; /* runs once the current callbacks are done: flushes the batch and
                              calls back batches sk_redis refused */
@@ -346,7 +346,6 @@ static void on_flush_ev(evutil_socket_t fd, short what, void *arg);
 static void on_presend(void *arg) { flush(arg); }
 
 sk_store *sk_store_new(sk_redis *r, const char *prefix) {
-  static const char hex[] = "0123456789abcdef";
   sk_store *s = calloc(1, sizeof *s);
   if (s == NULL)
     goto fail;
@@ -355,15 +354,6 @@ sk_store *sk_store_new(sk_redis *r, const char *prefix) {
   if (s->prefix == NULL)
     goto fail;
   s->prefix_len = strlen(s->prefix);
-  for (int i = 0; i < SC_COUNT; i++) {
-    unsigned char d[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)scripts[i], strlen(scripts[i]), d);
-    for (int j = 0; j < SHA_DIGEST_LENGTH; j++) {
-      s->sha[i][2 * j] = hex[d[j] >> 4];
-      s->sha[i][2 * j + 1] = hex[d[j] & 15];
-    }
-    s->sha[i][40] = '\0';
-  }
   if (r != NULL) {
     struct event_base *base = sk_redis_base(r);
     if (base != NULL && (s->flush_ev = event_new(base, -1, 0, on_flush_ev, s)) == NULL)
@@ -520,11 +510,6 @@ static void args_free(args *a) {
 
 struct op {
   enum op_kind kind;
-  int script; /* enum script_id, or -1 for a plain command */
-  int fell_back;
-  int argc;
-  const char **argv; /* into this allocation; argv[1] of EVALSHA is the sha, then the text */
-  size_t *lens;
   sk_store_callback cb;
   void *privdata;
   /* OP_BATCH: the entries, each called back with its own part of the reply */
@@ -541,14 +526,14 @@ struct op {
 static void on_reply(sk_redis *r, const sk_redis_result *res, void *privdata);
 static void batch_reply(op *o, const sk_redis_result *res);
 
-/* Copies the command a (with EVALSHA sha numkeys in front when script >= 0) into a new op and
-   queues it. Frees a's owned keys. 0, or -1 with s->err set. */
+/* Sends the command a (with EVAL, the script's text and numkeys in front when script >= 0; sk_redis
+   copies it at once) with a new op as its privdata. Frees a's owned keys. 0, or -1 with s->err. */
 static int send_op(sk_store *s, enum op_kind kind, int script, int nkeys, args *a,
                    sk_store_callback cb, void *privdata) {
   char numkeys[16];
-  const char *head[3];
-  size_t head_lens[3];
-  int nhead = 0, rc = -1;
+  const char *argv[3 + MAX_ARGS];
+  size_t lens[3 + MAX_ARGS];
+  int argc = 0, rc = -1;
   op *o = NULL;
   for (int i = 0; i < a->nowned; i++)
     if (a->owned[i] == NULL) {
@@ -557,48 +542,27 @@ static int send_op(sk_store *s, enum op_kind kind, int script, int nkeys, args *
     }
   if (script >= 0) {
     snprintf(numkeys, sizeof numkeys, "%d", nkeys);
-    head[0] = "EVALSHA";
-    head[1] = s->sha[script];
-    head[2] = numkeys;
-    for (int i = 0; i < 3; i++)
-      head_lens[i] = strlen(head[i]);
-    nhead = 3;
+    argv[0] = "EVAL";
+    argv[1] = scripts[script];
+    argv[2] = numkeys;
+    for (; argc < 3; argc++)
+      lens[argc] = strlen(argv[argc]);
   }
-  int argc = nhead + a->argc;
-  size_t bytes = sizeof *o + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-  for (int i = 0; i < nhead; i++)
-    bytes += head_lens[i] + 1;
-  for (int i = 0; i < a->argc; i++)
-    bytes += a->lens[i] + 1;
-  o = malloc(bytes);
+  for (int i = 0; i < a->argc; i++, argc++) {
+    argv[argc] = a->argv[i];
+    lens[argc] = a->lens[i];
+  }
+  o = calloc(1, sizeof *o);
   if (o == NULL) {
     snprintf(s->err, sizeof s->err, "%s: out of memory", op_names[kind]);
     goto done;
   }
   o->kind = kind;
-  o->script = script;
-  o->fell_back = 0;
-  o->argc = argc;
-  o->argv = (const char **)(o + 1);
-  o->lens = (size_t *)(o->argv + argc);
   o->cb = cb;
   o->privdata = privdata;
-  o->subs = NULL;
-  o->nsubs = 0;
   o->now = s->due_now;
   o->max = s->due_max;
-  char *p = (char *)(o->lens + argc);
-  for (int i = 0; i < argc; i++) {
-    const char *src = i < nhead ? head[i] : a->argv[i - nhead];
-    size_t n = i < nhead ? head_lens[i] : a->lens[i - nhead];
-    if (n > 0)
-      memcpy(p, src, n);
-    p[n] = '\0';
-    o->argv[i] = p;
-    o->lens[i] = n;
-    p += n + 1;
-  }
-  if (sk_redis_command(s->r, o->argc, o->argv, o->lens, on_reply, o) != 0) {
+  if (sk_redis_command(s->r, argc, argv, lens, on_reply, o) != 0) {
     snprintf(s->err, sizeof s->err, "%s: %s", op_names[kind], sk_redis_errstr(s->r));
     free(o);
     goto done;
@@ -708,21 +672,20 @@ done:
   return rc;
 }
 
-/* Sends the batch as one EVALSHA. Refused by sk_redis (connection failed for good, queue full,
-   out of memory), its entries are called back from flush_ev, never from inside a caller. */
+/* Sends the batch as one EVAL. Refused by sk_redis (connection failed for good, queue full, out
+   of memory), its entries are called back from flush_ev, never from inside a caller. */
 static void flush(sk_store *s) {
   batch *b = &s->b;
   if (b->n == 0 || s->flushing)
     return;
   s->flushing = 1;
-  int script = batch_script(b->kind);
   char numkeys[24];
   snprintf(numkeys, sizeof numkeys, "%zu", b->nkeys);
   size_t argc = 3 + b->nkeys + b->nargs;
-  size_t bytes = sizeof(op) + argc * (sizeof(char *) + sizeof(size_t)) + 41 + strlen(numkeys) + 1 +
-                 b->keys.len + b->nkeys + b->args.len + b->nargs;
-  op *o = malloc(bytes);
-  if (o == NULL) { /* called back as refused, without an op: the entries are lost only to OOM */
+  const char **argv = malloc(argc * sizeof *argv);
+  size_t *lens = malloc(argc * sizeof *lens);
+  op *o = calloc(1, sizeof *o);
+  if (o == NULL) { /* no op to hold them: called back at once, the one case (out of memory) */
     for (size_t i = 0; i < b->n; i++) {
       sk_store_result out;
       memset(&out, 0, sizeof out);
@@ -730,48 +693,41 @@ static void flush(sk_store *s) {
       out.errstr = "batch: out of memory";
       b->subs[i].cb(&out, b->subs[i].privdata);
     }
+    free(argv);
+    free(lens);
     batch_reset(b);
     s->flushing = 0;
     return;
   }
-  memset(o, 0, sizeof *o);
   o->kind = OP_BATCH;
-  o->script = script;
-  o->argc = (int)argc;
-  o->argv = (const char **)(o + 1);
-  o->lens = (size_t *)(o->argv + argc);
   o->sub_kind = (enum op_kind)b->kind;
   o->subs = b->subs;
   o->nsubs = b->n;
-  char *p = (char *)(o->lens + argc);
-  o->argv[0] = "EVALSHA";
-  o->lens[0] = 7;
-  const char *head[2] = {s->sha[script], numkeys};
-  for (int i = 0; i < 2; i++) {
-    size_t n = strlen(head[i]);
-    memcpy(p, head[i], n + 1);
-    o->argv[1 + i] = p;
-    o->lens[1 + i] = n;
-    p += n + 1;
-  }
-  const char *src = b->keys.p;
-  for (size_t i = 0; i < b->nkeys + b->nargs; i++) {
-    if (i == b->nkeys)
-      src = b->args.p;
-    size_t n = i < b->nkeys ? b->klens[i] : b->alens[i - b->nkeys];
-    if (n > 0)
-      memcpy(p, src, n);
-    p[n] = '\0';
-    o->argv[3 + i] = p;
-    o->lens[3 + i] = n;
-    p += n + 1;
-    src += n;
-  }
   b->subs = NULL;
   b->scap = 0;
+  int sent = -1;
+  if (argv != NULL && lens != NULL) {
+    argv[0] = "EVAL";
+    argv[1] = scripts[batch_script(b->kind)];
+    argv[2] = numkeys;
+    for (int i = 0; i < 3; i++)
+      lens[i] = strlen(argv[i]);
+    const char *src = b->keys.p;
+    for (size_t i = 0; i < b->nkeys + b->nargs; i++) {
+      if (i == b->nkeys)
+        src = b->args.p;
+      lens[3 + i] = i < b->nkeys ? b->klens[i] : b->alens[i - b->nkeys];
+      argv[3 + i] = src;
+      src += lens[3 + i];
+    }
+    sent = sk_redis_command(s->r, (int)argc, argv, lens, on_reply, o);
+  }
+  int oom = argv == NULL || lens == NULL;
+  free(argv);
+  free(lens);
   batch_reset(b);
-  if (sk_redis_command(s->r, o->argc, o->argv, o->lens, on_reply, o) != 0) {
-    o->why = strdup(sk_redis_errstr(s->r));
+  if (sent != 0) {
+    o->why = strdup(oom ? "out of memory" : sk_redis_errstr(s->r));
     o->next = s->refused;
     s->refused = o;
     if (s->flush_ev != NULL)
@@ -1048,25 +1004,11 @@ static void batch_reply(op *o, const sk_redis_result *res) {
 
 static void on_reply(sk_redis *r, const sk_redis_result *res, void *privdata) {
   op *o = privdata;
-  const redisReply *x = res->reply;
   sk_store_result out;
   char err[512];
   const char **strs = NULL;
   size_t *lens = NULL;
-  sk_redis_result again;
-  if (res->status == SK_REDIS_OK && x->type == REDIS_REPLY_ERROR && o->script >= 0 &&
-      !o->fell_back && strncmp(x->str, "NOSCRIPT", 8) == 0) {
-    /* The server does not know the script (restarted, SCRIPT FLUSH): send its text, once. */
-    o->fell_back = 1;
-    o->argv[0] = "EVAL";
-    o->lens[0] = 4;
-    o->argv[1] = scripts[o->script];
-    o->lens[1] = strlen(scripts[o->script]);
-    if (sk_redis_command(r, o->argc, o->argv, o->lens, on_reply, o) == 0)
-      return;
-    again = (sk_redis_result){.status = SK_REDIS_NOT_SENT, .reply = NULL, .errstr = sk_redis_errstr(r)};
-    res = &again;
-  }
+  (void)r;
   if (o->kind == OP_BATCH) {
     batch_reply(o, res);
     return;

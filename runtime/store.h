@@ -3,9 +3,8 @@
  * instances waiting on them, and leases. Asynchronous, on an sk_redis connection.
  *
  * Every operation is ONE round trip and one command on the wire: a short server-side Lua script that
- * names every key in KEYS, sent with EVALSHA (SHA-1 computed here) and sent again once as EVAL when
- * the server answers NOSCRIPT (after a restart or SCRIPT FLUSH: two commands that time; a command
- * queued behind it may then run first), or a plain command. Upstash bills the one command; Redis's
+ * names every key in KEYS, sent as EVAL with its text (never EVALSHA, whose NOSCRIPT after a
+ * restart would have it sent again behind the commands queued after it), or a plain command. Upstash bills the one command; Redis's
  * INFO commandstats also counts the commands a script runs, so each operation below lists both:
  * "wire 1; inside: ...".
  *

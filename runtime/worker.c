@@ -612,8 +612,8 @@ static char *event_box_key(const sk_worker *w, const char *loop, const char *tab
 /* ---- parking and ending ---- */
 
 /* A wake time recorded in Redis: look at the timer set then. Only once the script that recorded
-   it has answered: a look sent earlier may reach Redis first (a NOSCRIPT fallback resends a script
-   after commands queued later) and miss it. */
+   it has answered (the store now keeps the wire in order, EVAL and batches included, but a look
+   scheduled from the answer needs nothing of the order at all). */
 static void wake_recorded(act *a, int64_t wake_at) {
   if (wake_at != SK_TIME_NONE) schedule_due(a->w, v2wall(a->w, wake_at));
 }
