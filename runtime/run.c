@@ -3,7 +3,9 @@
  *
  * Start-up refuses to work, with one message per problem on stderr and exit 1, when: no Redis URL,
  * a bad one, Redis unreachable, TLS or credentials refused; an email with no `from` and no
- * SKENE_EMAIL_FROM; the outbox folder not writable; an action this build cannot perform.
+ * SKENE_EMAIL_FROM; the outbox folder not writable; an action this build cannot perform;
+ * SKENE_HTTP_CA (the CA(s) the HTTP senders trust instead of the system store) unreadable or
+ * without a PEM certificate, when an HTTP sender (resend, webhook) is used.
  * SIGTERM or SIGINT: stop taking work, let what runs record its state, exit 0. A second signal:
  * exit at once with status 3; nothing is lost (every state an instance relies on is in Redis, and
  * a feed entry is acknowledged only after the work it started is durable).
@@ -22,6 +24,9 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "http.h"
 #include "keys.h"
@@ -130,6 +135,35 @@ static int parse_pos(const char *opt, const char *v, double *out) {
     return -1;
   }
   *out = d;
+  return 0;
+}
+
+/* SKENE_HTTP_CA: a file that can be read and holds at least one PEM certificate (what curl needs
+   of CURLOPT_CAINFO; other PEM blocks are skipped). 0, or -1 with why in err. */
+static int check_http_ca(const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "cannot load the CA file '%s' (SKENE_HTTP_CA): %s", path, strerror(errno));
+    return -1;
+  }
+  int certs = 0;
+  X509 *x;
+  errno = 0;
+  while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+    X509_free(x);
+    certs++;
+  }
+  int e = ferror(f) ? (errno ? errno : EIO) : 0;
+  ERR_clear_error(); /* the end of the file is an error for OpenSSL */
+  fclose(f);
+  if (e) {
+    snprintf(err, errlen, "cannot load the CA file '%s' (SKENE_HTTP_CA): %s", path, strerror(e));
+    return -1;
+  }
+  if (certs == 0) {
+    snprintf(err, errlen, "cannot load the CA file '%s' (SKENE_HTTP_CA): no PEM certificate in it", path);
+    return -1;
+  }
   return 0;
 }
 
@@ -484,11 +518,16 @@ int sk_run_main(int argc, char **argv) {
   recorder rec = {NULL, prefix};
   const char *outdir = getenv("SKENE_OUTBOX");
   if (!outdir || !outdir[0]) outdir = "outbox";
+  const char *http_ca = getenv("SKENE_HTTP_CA");
+  if (http_ca && !http_ca[0]) http_ca = NULL;
   if (base && (webhooks || (emails && use_resend))) {
     sk_http_options ho;
     sk_http_options_init(&ho);
-    http = sk_http_new(base, &ho, err, sizeof err);
-    if (!http) {
+    ho.ca_file = http_ca; /* NULL: the system store */
+    if (http_ca && check_http_ca(http_ca, err, sizeof err) != 0) {
+      fprintf(stderr, "skene-vm: %s\n", err);
+      problems++;
+    } else if (!(http = sk_http_new(base, &ho, err, sizeof err))) {
       fprintf(stderr, "skene-vm: %s\n", err);
       problems++;
     }

@@ -80,6 +80,8 @@ static const char usage[] =
     "  SKENE_EMAIL_FROM  the sender of emails whose action names no `from`\n"
     "  RESEND_API_KEY    run: send email through Resend's API (unset: the outbox provider)\n"
     "  RESEND_API_URL    run: Resend's API; default https://api.resend.com\n"
+    "  SKENE_HTTP_CA     run: a PEM file of the CA(s) the HTTP senders (Resend, webhooks) trust instead\n"
+    "                    of the system store (https://); checked at start\n"
     "  SKENE_RESEND_RPS  run: requests a second to Resend, shared by all workers on one Redis and lowered\n"
     "                    by Resend's ratelimit-* headers; default 2. SKENE_RESEND_BURST: default 1\n"
     "  SKENE_OUTBOX      run: the folder the outbox provider writes one .eml per email to (named by its\n"

@@ -84,7 +84,7 @@ fi
 
 # The same environment for both stores: the case's, and this suite's additions (env/NAME).
 unset SKENE_EMAIL_FROM RESEND_API_KEY RESEND_API_URL REDIS_URL UPSTASH_REDIS_URL SKENE_REDIS_PREFIX \
-  SKENE_WORKER SKENE_OUTBOX SKENE_REDIS_CA SKENE_REDIS_INSECURE \
+  SKENE_WORKER SKENE_OUTBOX SKENE_REDIS_CA SKENE_REDIS_INSECURE SKENE_HTTP_CA \
   http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY
 for envfile in "$dir/env" "$here/env/$name"; do
   [ -f "$envfile" ] || continue

@@ -7,7 +7,7 @@
 #   worker_start ID [ARGS]          skene-vm run in the background, waits for its worker.start line
 #   worker_stop ID / worker_kill ID SIGTERM (must exit 0 after draining) / SIGKILL
 #   wait_all_done USERS SECS STREAMS   every instance started and ended, every entry acknowledged
-#   streams_done, all_ended, n_ended, wave_waiting   conditions for wait_for
+#   streams_done, n_ended, wave_waiting   conditions for wait_for (all_ended: tests/lib/run.sh)
 #   random_plan, signups, write_waves   the app's writes: one seeded stream, users in order, or waves
 #                                   that wait; plan_users, plan_chunks: a plan's users, its chunks
 #   check_outbox, check_outcomes, check_redis_clean, check_no_wait, check_woken   the assertions
@@ -111,16 +111,6 @@ worker_stop_count() {
 }
 
 # ---- waiting ----
-
-# all_ended USERS: USERS subjects in started:activation and no timer left (every instance that
-# started has ended: a live instance always has a timer, its deadline or its lease's end).
-all_ended() {
-    local started timers
-    started=$(rcli SCARD skene:started:activation)
-    timers=$(rcli ZCARD skene:timers)
-    RUN_MISSING="$started of $1 users started, $timers instances with a timer (not ended)"
-    ((started == $1 && timers == 0))
-}
 
 # wait_all_done USERS SECS STREAMS...: every user's instance started and ended (within SECS), then
 # every entry of the streams acknowledged (within 15 s more: a dead worker's entries are claimed

@@ -58,33 +58,13 @@ else
     fail "only $killed_mid of the $kills kills came while emails were still to be sent (want 5 or more)"
 fi
 
-# Done when every user's instance started and none is left (a live instance always has a timer).
-all_ended() {
-    local started timers
-    started=$(rcli SCARD skene:started:activation)
-    timers=$(rcli ZCARD skene:timers)
-    RUN_MISSING="$started of $users users started, $timers instances not ended"
-    ((started == users && timers == 0))
-}
-wait_for 60 "every instance to end" all_ended
+wait_for 60 "every instance to end" all_ended "$users"
 sleep 0.5 # anything sent twice would show now
 worker_stop w1
 
 js emails "$EM_MOCK_URL" | cut -f1 | sort >"$RUN_WORK/emails.to"
 for ((n = 1; n <= users; n++)); do activated "$n" && echo "u$n@example.com"; done | sort >"$RUN_WORK/emails.want"
-total=$(wc -l <"$RUN_WORK/emails.to")
-distinct=$(sort -u "$RUN_WORK/emails.to" | wc -l)
-missing=$(sort -u "$RUN_WORK/emails.to" | comm -23 "$RUN_WORK/emails.want" - | wc -l)
-extra=$(sort -u "$RUN_WORK/emails.to" | comm -13 "$RUN_WORK/emails.want" - | wc -l)
-if ((total == n_activated && distinct == n_activated && missing == 0 && extra == 0)); then
-    ok "the mock accepted $total emails, $distinct distinct \`to\`: exactly one per activated user," \
-        "none for the $((users - n_activated)) others"
-else
-    fail "the mock accepted $total emails, $distinct distinct \`to\`, for $n_activated activated users:" \
-        "$missing activated users without one ($(sort -u "$RUN_WORK/emails.to" | comm -23 "$RUN_WORK/emails.want" - | head -3 | tr '\n' ' ')...)," \
-        "$((total - distinct)) duplicates ($(uniq -d "$RUN_WORK/emails.to" | head -3 | tr '\n' ' ')...)," \
-        "$extra for users who never activated"
-fi
+check_one_per_user "$RUN_WORK/emails.to" "$RUN_WORK/emails.want" "$users" "the mock"
 requests >"$RUN_WORK/reqs"
 say "the mock: $(wc -l <"$RUN_WORK/reqs") requests, $(awk -F'\t' '$3 == "/emails/batch"' "$RUN_WORK/reqs" | wc -l) batches," \
     "$(mock_stat idempotent_replays) idempotent replays (sends repeated after a kill, answered from Resend's" \

@@ -72,17 +72,13 @@ mock_start() {
     EM_MOCK_LOG=$RUN_WORK/logs/requests.$EM_MOCK_RUNS.jsonl
     local portfile=$RUN_WORK/mock.$EM_MOCK_RUNS.port
     "$MOCK" --port 0 --port-file "$portfile" --log "$EM_MOCK_LOG" "$@" 2>"$RUN_WORK/logs/mock.$EM_MOCK_RUNS.stderr" &
-    local pid=$!
+    local pid=$! port
     RUN_PIDS[$pid]=mock
     EM_MOCK_PID=$pid
-    for _ in $(seq 1 200); do
-        if [[ -s "$portfile" ]]; then
-            EM_MOCK_URL=http://127.0.0.1:$(cat "$portfile")
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
+    if port=$(await_port "$portfile" "$pid"); then
+        EM_MOCK_URL=http://127.0.0.1:$port
+        return 0
+    fi
     show "$RUN_WORK/logs/mock.$EM_MOCK_RUNS.stderr"
     fatal "resend-mock did not start"
 }
@@ -251,5 +247,26 @@ check_one_each() {
         fail "the mock accepted $total emails, $distinct distinct \`to\`, for $n users: $missing missing" \
             "($(sort -u "$RUN_WORK/emails.to" | comm -23 "$RUN_WORK/emails.want" - | head -3 | tr '\n' ' ')...)," \
             "duplicates $(uniq -d "$RUN_WORK/emails.to" | head -3 | tr '\n' ' ')..., $extra for no user"
+    fi
+}
+
+# check_one_per_user GOT WANT USERS WHO: GOT lists the `to` of every email WHO accepted (one a line,
+# any order), WANT the addresses of the activated users (sorted): ok when each got exactly one and
+# nobody else any, else a failure that counts the missing, the duplicated and the extra.
+check_one_per_user() {
+    local got=$1 want=$2 users=$3 who=$4 total distinct missing extra n
+    n=$(grep -c . "$want")
+    total=$(grep -c . "$got")
+    distinct=$(sort -u "$got" | grep -c .)
+    missing=$(sort -u "$got" | comm -23 "$want" - | wc -l)
+    extra=$(sort -u "$got" | comm -13 "$want" - | wc -l)
+    if ((total == n && distinct == n && missing == 0 && extra == 0)); then
+        ok "$who accepted $total emails, $distinct distinct \`to\`: exactly one per activated user," \
+            "none for the $((users - n)) others"
+    else
+        fail "$who accepted $total emails, $distinct distinct \`to\`, for $n activated users:" \
+            "$missing activated users without one ($(sort -u "$got" | comm -23 "$want" - | head -3 | tr '\n' ' ')...)," \
+            "$((total - distinct)) duplicates ($(sort "$got" | uniq -d | head -3 | tr '\n' ' ')...)," \
+            "$extra for users who never activated"
     fi
 }

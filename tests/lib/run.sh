@@ -18,6 +18,10 @@
 #   wait_exit PID SECS                polls until PID has exited, SECS at most
 #   wait_for SECS WHAT FUNC [ARGS]    polls FUNC until it returns 0; on timeout, fails with what FUNC
 #                                     left in RUN_MISSING
+#   await_port FILE PID               the port a server started in the background wrote to FILE (a line
+#                                     of digits), echoed; 1 when PID died first or after 10 s
+#   all_ended USERS                   for wait_for: USERS instances of examples/activation started and
+#                                     none left
 #
 # Set by the library that sources this file: RUN_KEEP (1: keep the work folder), RUN_KEPT (what it
 # holds, for the line that says where it was kept), RUN_POLL (wait_for's period), RUN_PEOPLE (the
@@ -238,4 +242,27 @@ wait_for() {
         fi
         sleep "$RUN_POLL"
     done
+}
+
+# all_ended USERS: USERS subjects in started:activation and no timer left (every instance that
+# started has ended: a live instance always has a timer, its deadline or its lease's end).
+all_ended() {
+    local started timers
+    started=$(rcli SCARD skene:started:activation)
+    timers=$(rcli ZCARD skene:timers)
+    RUN_MISSING="$started of $1 users started, $timers instances with a timer (not ended)"
+    ((started == $1 && timers == 0))
+}
+
+# await_port FILE PID: waits for the port a background server (PID) writes to FILE and echoes it.
+await_port() {
+    for _ in $(seq 1 200); do
+        if grep -qx '[0-9][0-9]*' "$1" 2>/dev/null; then
+            head -1 "$1"
+            return 0
+        fi
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
 }

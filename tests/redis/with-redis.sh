@@ -11,6 +11,8 @@
 #   SKENE_TEST_REDIS_TLS       1 with --tls, else 0
 #   SKENE_TEST_REDIS_CA        with --tls: the CA that signed the server's certificate (made here, with
 #                              SAN IP:127.0.0.1 and DNS:localhost)
+#   SKENE_TEST_TLS_CERT, SKENE_TEST_TLS_KEY   with --tls: that server certificate and its key (PEM), for
+#                              another local TLS server of a test to use (trusted through the same CA)
 #   SKENE_TEST_REDIS_ACL       1 with --acl (user skene, default user off), else 0
 #   SKENE_TEST_REDIS_USER, SKENE_TEST_REDIS_PASSWORD   with --acl (the password is made here, random)
 #   SKENE_TEST_REDIS_CONF, SKENE_TEST_REDIS_PIDFILE    to kill the server and start it again on the same
@@ -216,6 +218,8 @@ export SKENE_TEST_REDIS_CONF=$dir/redis.conf
 export SKENE_TEST_REDIS_PIDFILE=$dir/redis.pid
 if ((tls)); then
     export SKENE_TEST_REDIS_CA=$dir/ca.crt
+    export SKENE_TEST_TLS_CERT=$dir/server.crt
+    export SKENE_TEST_TLS_KEY=$dir/server.key
 fi
 if ((acl)); then
     export SKENE_TEST_REDIS_USER=$user
