@@ -586,6 +586,8 @@ done:
  * exactly as the operation alone would be. */
 
 #define BATCH_MAX 128
+/* Far below Upstash's largest request (10 MB on its Free and Pay as you go plans): a batch that
+   reaches it is sent, so one is at most this plus one entry (a snapshot of a few KB). */
 #define BATCH_BYTES ((size_t)1 << 20)
 
 static void batch_reset(batch *b) {
