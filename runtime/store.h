@@ -19,7 +19,7 @@
  *
  * Keys (keys.h) are built under the store's prefix (default "skene:"):
  *   inst:{loop}:{subject}      the snapshot; this key string is also the instance's member in `timers`
- *                              and in wait sets (sk_store_inst_parse splits it again)
+ *                              and in waits (sk_store_inst_parse splits it again)
  *   idx:{table}({cols}):{values}   an index: the shape named by its table and columns (stable across
  *                              deploys), the values joined by the byte 0x1F; a 0x1E or 0x1F byte
  *                              inside a value is written as 0x1E then that byte, so keys never collide
@@ -139,26 +139,27 @@ int sk_store_start(sk_store *s, const char *loop, const char *subject, size_t su
                    void *privdata);
 
 /* Records a suspension: SET the snapshot; ZADD timers wake_at_ms inst, or ZREM it when wake_at_ms
- * is SK_STORE_NO_WAKE; SADD the instance to wait_key (a key from sk_store_index_key(SK_KEY_WAIT) or
+ * is SK_STORE_NO_WAKE; the instance joins wait_key (a key from sk_store_index_key(SK_KEY_WAIT) or
  * another wait:... key) unless wait_key is NULL. Call it at every suspension, before relying on the
- * work waited for. n: 1. Wire 1; inside: SET, ZADD or ZREM [, SADD]. */
+ * work waited for. n: 1. Wire 1; inside: SET, ZADD or ZREM [, HGET + HSET]. */
 int sk_store_suspend(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                      const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
                      const char *wait_key, size_t wait_key_len, sk_store_callback cb,
                      void *privdata);
 
-/* Ends the instance: DEL the snapshot, ZREM the timer, SREM from wait_key unless NULL. started
- * keeps the subject: the instance never starts again. n: 1. Wire 1; inside: DEL, ZREM [, SREM]. */
+/* Ends the instance: DEL the snapshot, ZREM the timer, leave wait_key unless NULL. started keeps
+ * the subject: the instance never starts again. n: 1. Wire 1; inside: DEL, ZREM [, HGET + HDEL]. */
 int sk_store_end(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                  const char *wait_key, size_t wait_key_len, sk_store_callback cb, void *privdata);
 
 /* A condition on an index, checked and waited for atomically (no wake-up can be lost between the
  * two): n := ZCARD idx, capped at limit when limit > 0. If n >= min_rows: held, the instance leaves
- * the wait set (SREM), str := the first row id (ZRANGE idx 0 0; NULL when the index is empty).
- * Else: the instance joins the wait set (SADD), and when snapshot is not NULL the suspension is
- * recorded in the same script as sk_store_suspend does (SET snapshot, ZADD/ZREM the timer): one
- * round trip instead of two, and never a waiter without its snapshot.
- * Wire 1; inside: ZCARD + SREM + ZRANGE held, ZCARD + SADD [+ SET + ZADD or ZREM] waiting. */
+ * its wait, str := the first row id (ZRANGE idx 0 0; NULL when the index is empty). Else: the
+ * instance joins the wait (keys.h WAIT: a field of the shape's hash, or its set), and when
+ * snapshot is not NULL the suspension is recorded in the same script as sk_store_suspend does
+ * (SET snapshot, ZADD/ZREM the timer): one round trip instead of two, and never a waiter without
+ * its snapshot. Wire 1; inside: ZCARD + HGET [+ HDEL] + ZRANGE held, ZCARD + HGET + HSET [+ SET +
+ * ZADD or ZREM] waiting (SADD/SREM instead when several wait on one key). */
 int sk_store_check_or_wait(sk_store *s, const sk_store_index *ix, const char *loop,
                            const char *subject, size_t subject_len, uint32_t min_rows,
                            uint32_t limit, const void *snapshot, size_t snapshot_len,
@@ -210,7 +211,7 @@ int sk_store_begin(sk_store *s, const char *loop, const char *subject, size_t su
 /* sk_store_begin and the instance's first condition in one script, for an instance whose first
  * suspension is an AWAIT on index ix (snapshot: the instance standing at that AWAIT): started once
  * ever, then, as check_or_park does, held (the lease is worker's and the timer at lease_end_ms) or
- * waiting (in the wait set, the timer at deadline_ms, no lease). n: 1 started now, 0 started
+ * waiting (in the wait, the timer at deadline_ms, no lease). n: 1 started now, 0 started
  * before (nothing written); held, rows (the count capped at limit), str: the first row id.
  * Batched: per batch SMISMEMBER + SADD (started), MSET, EXISTS (the indexes), HMGET + HSET (waits),
  * ZADD/ZREM (timers); per entry only a ZRANGE when its index exists, and SET PX when held. */
@@ -223,7 +224,7 @@ int sk_store_begin_check(sk_store *s, const sk_store_index *ix, const char *loop
 /* A later step's event (a row of another table linked to subject): into the box of each loop that
  * waits for such events (evbox:{loop}:{table}:{kind}:{subject}, boxes: at most 8, each kept ttl_ms
  * after its last event), and the instances waiting on wait_key now (strs). Wire 1; inside: ZADD and
- * PEXPIRE per box, SMEMBERS. */
+ * PEXPIRE per box, HGET [+ SMEMBERS when several wait]. */
 int sk_store_event_post(sk_store *s, const char *wait_key, size_t wait_len,
                         const char *const *boxes, const size_t *box_lens, size_t nboxes,
                         const char *row, size_t row_len, int64_t score, int64_t ttl_ms,
@@ -246,10 +247,10 @@ int sk_store_claim(sk_store *s, const char *loop, const char *subject, size_t su
                    const char *worker, int64_t lease_ms, int64_t wake_at_ms,
                    sk_store_callback cb, void *privdata);
 
-/* sk_store_claim for an instance woken from the wait set of index idx_key (the key
+/* sk_store_claim for an instance woken from the wait of index idx_key (the key
  * sk_store_index_key(SK_KEY_INDEX) gives), which also counts that index in the same script: the
  * woken AWAIT then needs no check of its own. rows: ZCARD; strs[0] (count 1): the first row id.
- * The instance stays in the wait set (park or finish takes it out once it moved on). Batched: per
+ * The instance stays in the wait (park or finish takes it out once it moved on). Batched: per
  * entry SET NX PX (the lease) and ZRANGE (the index, a ZCARD more past 15 rows; once per index in
  * a batch); per batch MGET, ZADD, [DEL + ZREM for ended ones]. */
 int sk_store_claim_check(sk_store *s, const char *loop, const char *subject, size_t subject_len,
@@ -258,9 +259,9 @@ int sk_store_claim_check(sk_store *s, const char *loop, const char *subject, siz
                          void *privdata);
 
 /* Records a suspension and gives the lease back: SET the snapshot, ZADD the timer (ZREM when
- * SK_STORE_NO_WAKE), SREM from the nleave (at most 4) leave_keys (wait sets the instance was woken
- * from and left behind), SADD to wait_key (NULL: none), DEL the lease if worker holds it. Wire 1;
- * inside: SET, ZADD or ZREM, [SREM...,] [SADD,] GET [+ DEL]. */
+ * SK_STORE_NO_WAKE), leave the nleave (at most 4) leave_keys (waits the instance was woken
+ * from and left behind), join wait_key (NULL: none), DEL the lease if worker holds it. Wire 1;
+ * inside: SET, ZADD or ZREM, [HGET + HDEL per wait left,] [HGET + HSET,] GET [+ DEL]. */
 int sk_store_park(sk_store *s, const char *loop, const char *subject, size_t subject_len,
                   const void *snapshot, size_t snapshot_len, int64_t wake_at_ms,
                   const char *wait_key, size_t wait_key_len, const char *const *leave_keys,
