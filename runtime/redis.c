@@ -601,10 +601,22 @@ static void on_bev_event(struct bufferevent *bev, short what, void *arg) {
   leave(r);
 }
 
+/* TCP keepalive probes after 30 s of silence, every 10 s, 3 unanswered: a peer gone without a word
+   (a NAT or load balancer that forgot the connection, a host that vanished) is noticed within about
+   a minute even while a blocking read waits, and the probes keep such middleboxes from forgetting an
+   idle connection. They are TCP, not commands: nothing billed. */
+enum { KEEPALIVE_IDLE_S = 30, KEEPALIVE_INTERVAL_S = 10, KEEPALIVE_PROBES = 3 };
+
 static void tcp_connected(sk_redis *r, int fd) {
   int one = 1;
   (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+#if defined(TCP_KEEPIDLE) && defined(TCP_KEEPINTVL) && defined(TCP_KEEPCNT)
+  int idle = KEEPALIVE_IDLE_S, intvl = KEEPALIVE_INTERVAL_S, cnt = KEEPALIVE_PROBES;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+#endif
   freeaddrinfo(r->ai);
   r->ai = r->ai_next = NULL;
   int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;

@@ -2402,12 +2402,13 @@ int sk_worker_start(sk_worker *w, char *err, size_t errlen) {
     fo.key = sk_str(m, tr->key_str);
     fo.row_type = tr->format == SK_FORMAT_JSON ? "string" : "hash";
     fo.consumer = w->worker_id;
-    /* Idle cost: each stream table blocks in its own read. With more than two, each blocks
-       longer and looks for dead consumers' entries less often, so that an idle worker stays near
-       120 reads and 24 claims an hour whatever the number of tables (a read returns as soon as an
-       entry comes: only idle time is stretched). */
+    /* Idle cost: each stream table blocks in its own read, 2 minutes (a read returns as soon as
+       an entry comes: only idle time is stretched; a connection that died silently is noticed by
+       TCP keepalive within about a minute, runtime/redis.c). With more than two tables, each
+       blocks longer and looks for dead consumers' entries less often, so that an idle worker
+       stays near 60 reads and 24 claims an hour whatever the number of tables. */
     int spread = nstreams > 2 ? nstreams : 2;
-    fo.block_ms = w->o.block_ms > 0 ? w->o.block_ms : 30000 * spread;
+    fo.block_ms = w->o.block_ms > 0 ? w->o.block_ms : 60000 * spread;
     fo.claim_min_idle_ms = w->o.claim_idle_ms > 0 ? w->o.claim_idle_ms : 60000;
     fo.claim_interval_ms = w->o.claim_interval_ms > 0 ? w->o.claim_interval_ms
                                                       : 5 * fo.claim_min_idle_ms * spread / 2;

@@ -60,8 +60,8 @@ typedef struct sk_worker_options {
   int lease_ms;                        /* how long a claimed instance is ours (wall ms); 30000 */
   int due_interval_ms;                 /* longest wait between two looks at the timer set while
                                           idle (wall ms); 120000 */
-  int block_ms;                        /* stream feeds: BLOCK of a read; 30000 times the number
-                                          of stream tables, 60000 at least */
+  int block_ms;                        /* stream feeds: BLOCK of a read; 60000 times the number
+                                          of stream tables, 120000 at least */
   int claim_idle_ms, claim_interval_ms; /* stream feeds: reclaiming a dead worker's entries;
                                           60000, and 5 times claim_idle_ms (times half the
                                           number of stream tables past two) */
