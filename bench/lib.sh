@@ -1,5 +1,5 @@
-# bench/lib.sh: what every bench script shares (source it): the machine header of RESULTS.md and
-# replacing one "## NAME" section of it in place.
+# bench/lib.sh: what every bench script shares (source it): the machine header of RESULTS.md,
+# replacing one "## NAME" section of it in place, and probes of a running worker (bench/e2e).
 
 # bench_machine_header ROOT BUILD: the header RESULTS.md starts with (machine, toolchain, build type).
 bench_machine_header() {
@@ -38,3 +38,21 @@ bench_write_section() {
   mv "$tmp" "$results"
   echo "$(basename "$0"): wrote the $name section of bench/RESULTS.md" >&2
 }
+
+# ---- a running worker (bench/e2e): the script sets wpid (its PID) and log (its stdout) ----
+
+# worker_stat KEY: KEY's value in the worker's last worker.stats line, asked for now with SIGUSR1
+# (no Redis command).
+worker_stat() {
+  local before
+  before=$(grep -c '"worker.stats"' "$log" || true)
+  kill -USR1 "$wpid"
+  for _ in $(seq 200); do
+    (($(grep -c '"worker.stats"' "$log" || true) > before)) && break
+    sleep 0.01
+  done
+  grep '"worker.stats"' "$log" | tail -1 | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+}
+
+# hwm_kb PID: the process's peak resident memory (VmHWM), KiB.
+hwm_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }

@@ -31,6 +31,7 @@
 
 #include <event2/event.h>
 
+#include "sbuf.h"
 #include "sender.h"
 
 const sk_string *sk_call_field(const sk_effect_call *call, const char *name) {
@@ -49,41 +50,16 @@ typedef struct outbox {
   int dirfd;
 } outbox;
 
-typedef struct buf {
-  char *p;
-  size_t len, cap;
-  int oom;
-} buf;
-
-static void put(buf *b, const void *s, size_t n) {
-  if (b->oom) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t nc = b->cap ? b->cap * 2 : 4096;
-    while (nc < b->len + n + 1) nc *= 2;
-    char *p = realloc(b->p, nc);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = nc;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = 0;
-}
-static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
-
-/* A header value on one line: CR and LF become spaces (a rendered value cannot add a header). */
-static void put_header(buf *b, const char *name, const char *v, size_t n) {
-  puts_(b, name);
-  puts_(b, ": ");
-  for (size_t i = 0; i < n; i++) put(b, v[i] == '\r' || v[i] == '\n' ? " " : v + i, 1);
-  puts_(b, "\r\n");
+/* The message is written into an sk_sbuf (sbuf.h). A header value on one line: CR and LF become spaces (a rendered value cannot add a header). */
+static void put_header(sk_sbuf *b, const char *name, const char *v, size_t n) {
+  sk_sb_puts(b, name);
+  sk_sb_puts(b, ": ");
+  for (size_t i = 0; i < n; i++) sk_sb_put(b, v[i] == '\r' || v[i] == '\n' ? " " : v + i, 1);
+  sk_sb_puts(b, "\r\n");
 }
 
 /* Subject: as is when ASCII, else RFC 2047 base64 encoded-words. */
-static void put_subject(buf *b, const char *v, size_t n) {
+static void put_subject(sk_sbuf *b, const char *v, size_t n) {
   int ascii = 1;
   for (size_t i = 0; i < n; i++) ascii &= (unsigned char)v[i] < 0x80;
   if (ascii) {
@@ -91,48 +67,48 @@ static void put_subject(buf *b, const char *v, size_t n) {
     return;
   }
   static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  puts_(b, "Subject: =?UTF-8?B?");
+  sk_sb_puts(b, "Subject: =?UTF-8?B?");
   for (size_t i = 0; i < n; i += 3) {
     uint32_t x = (uint32_t)(unsigned char)v[i] << 16;
     if (i + 1 < n) x |= (uint32_t)(unsigned char)v[i + 1] << 8;
     if (i + 2 < n) x |= (unsigned char)v[i + 2];
     char o[4] = {b64[x >> 18], b64[(x >> 12) & 63], i + 1 < n ? b64[(x >> 6) & 63] : '=',
                  i + 2 < n ? b64[x & 63] : '='};
-    put(b, o, 4);
+    sk_sb_put(b, o, 4);
   }
-  puts_(b, "?=\r\n");
+  sk_sb_puts(b, "?=\r\n");
 }
 
 /* A body part's text with bare LF turned into CRLF. */
-static void put_body(buf *b, const sk_string *s) {
+static void put_body(sk_sbuf *b, const sk_string *s) {
   if (!s) return;
   for (size_t i = 0; i < s->len; i++) {
-    if (s->data[i] == '\n' && (i == 0 || s->data[i - 1] != '\r')) put(b, "\r", 1);
-    put(b, s->data + i, 1);
+    if (s->data[i] == '\n' && (i == 0 || s->data[i - 1] != '\r')) sk_sb_put(b, "\r", 1);
+    sk_sb_put(b, s->data + i, 1);
   }
-  if (s->len && s->data[s->len - 1] != '\n') put(b, "\r\n", 2);
+  if (s->len && s->data[s->len - 1] != '\n') sk_sb_put(b, "\r\n", 2);
 }
 
-static void put_json_str(buf *b, const char *s, size_t n) {
+static void put_json_str(sk_sbuf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
-  put(b, "\"", 1);
+  sk_sb_put(b, "\"", 1);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c == '"' || c == '\\') {
       char e[2] = {'\\', (char)c};
-      put(b, e, 2);
+      sk_sb_put(b, e, 2);
     } else if (c < 0x20) {
       char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-      put(b, e, 6);
+      sk_sb_put(b, e, 6);
     } else {
-      put(b, s + i, 1);
+      sk_sb_put(b, s + i, 1);
     }
   }
-  put(b, "\"", 1);
+  sk_sb_put(b, "\"", 1);
 }
 
 /* The whole message, or -1 with reason (permanent: the email itself is wrong). */
-static int compose(outbox *o, const sk_effect_call *c, buf *b, char *reason, size_t rlen) {
+static int compose(outbox *o, const sk_effect_call *c, sk_sbuf *b, char *reason, size_t rlen) {
   const sk_string *to = sk_call_field(c, "to"), *from = sk_call_field(c, "from");
   const sk_string *subject = sk_call_field(c, "subject"), *reply = sk_call_field(c, "reply_to");
   const sk_string *tmpl = sk_call_field(c, "template");
@@ -158,50 +134,50 @@ static int compose(outbox *o, const sk_effect_call *c, buf *b, char *reason, siz
   if (reply) put_header(b, "Reply-To", reply->data, reply->len);
   if (subject) put_subject(b, subject->data, subject->len);
   put_header(b, "Date", date, strlen(date));
-  puts_(b, "Message-ID: <");
-  puts_(b, c->idempotency_key);
-  puts_(b, "@skene.invalid>\r\n");
+  sk_sb_puts(b, "Message-ID: <");
+  sk_sb_puts(b, c->idempotency_key);
+  sk_sb_puts(b, "@skene.invalid>\r\n");
   put_header(b, "X-Skene-Idempotency-Key", c->idempotency_key, strlen(c->idempotency_key));
   put_header(b, "X-Skene-Loop", loop, strlen(loop));
   if (subj_id) put_header(b, "X-Skene-Subject", subj_id->data, subj_id->len);
-  puts_(b, "MIME-Version: 1.0\r\n");
+  sk_sb_puts(b, "MIME-Version: 1.0\r\n");
   if (tmpl) {
-    puts_(b, "Content-Type: application/json; charset=utf-8\r\n\r\n{\"template\":{\"id\":");
+    sk_sb_puts(b, "Content-Type: application/json; charset=utf-8\r\n\r\n{\"template\":{\"id\":");
     put_json_str(b, tmpl->data, tmpl->len);
-    puts_(b, ",\"variables\":{");
+    sk_sb_puts(b, ",\"variables\":{");
     int first = 1;
     for (uint32_t i = 0; i < c->nfields; i++) {
       if (strncmp(c->fields[i].name, "var.", 4) != 0) continue;
-      if (!first) puts_(b, ",");
+      if (!first) sk_sb_puts(b, ",");
       first = 0;
       put_json_str(b, c->fields[i].name + 4, strlen(c->fields[i].name + 4));
-      puts_(b, ":");
+      sk_sb_puts(b, ":");
       put_json_str(b, c->fields[i].value->data, c->fields[i].value->len);
     }
-    puts_(b, "}}}\r\n");
+    sk_sb_puts(b, "}}}\r\n");
     return 0;
   }
   const sk_string *text = sk_call_field(c, "text"), *html = sk_call_field(c, "html");
   char boundary[64];
   snprintf(boundary, sizeof boundary, "skene-%s", c->idempotency_key);
-  puts_(b, "Content-Type: multipart/alternative; boundary=\"");
-  puts_(b, boundary);
-  puts_(b, "\"\r\n\r\n");
+  sk_sb_puts(b, "Content-Type: multipart/alternative; boundary=\"");
+  sk_sb_puts(b, boundary);
+  sk_sb_puts(b, "\"\r\n\r\n");
   if (text) {
-    puts_(b, "--");
-    puts_(b, boundary);
-    puts_(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+    sk_sb_puts(b, "--");
+    sk_sb_puts(b, boundary);
+    sk_sb_puts(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
     put_body(b, text);
   }
   if (html) {
-    puts_(b, "--");
-    puts_(b, boundary);
-    puts_(b, "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+    sk_sb_puts(b, "--");
+    sk_sb_puts(b, boundary);
+    sk_sb_puts(b, "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
     put_body(b, html);
   }
-  puts_(b, "--");
-  puts_(b, boundary);
-  puts_(b, "--\r\n");
+  sk_sb_puts(b, "--");
+  sk_sb_puts(b, boundary);
+  sk_sb_puts(b, "--\r\n");
   return 0;
 }
 
@@ -237,7 +213,7 @@ static int write_all(int fd, const char *p, size_t n) {
 
 /* Writes the file; fills io. */
 static void write_eml(outbox *o, const sk_effect_call *c, sk_io *io) {
-  buf b = {0};
+  sk_sbuf b = {0};
   char final[128], tmp[160];
   snprintf(final, sizeof final, "%s.eml", c->idempotency_key);
   if (faccessat(o->dirfd, final, F_OK, 0) == 0) { /* sent before: keep the first */

@@ -1,5 +1,6 @@
 /* sbuf.h: the growable byte buffer the runtime writes its text into (timelines, logs, request
- * bodies), and JSON strings. One copy, used by simulate.c, worker.c and resend.c.
+ * bodies, outbox messages, Redis keys), and JSON strings. One copy, used by simulate.c, worker.c,
+ * resend.c, outbox.c and store.c.
  *
  * Out of memory is sticky (oom): every later write is dropped, and the writer checks oom once at
  * the end. The buffer is always NUL-terminated after a successful write. */

@@ -12,6 +12,8 @@
 
 #include "store.h"
 
+#include "sbuf.h"
+
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,36 +33,9 @@ const char *sk_key_pattern(sk_key_kind kind) {
   return (unsigned)kind < SK_KEY_COUNT ? key_patterns[kind] : NULL;
 }
 
-/* A growable byte buffer; oom is sticky. */
-typedef struct kbuf {
-  char *p;
-  size_t len, cap;
-  int oom;
-} kbuf;
-
-static void kb_put(kbuf *b, const void *src, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t nc = b->cap ? b->cap * 2 : 64;
-    while (nc < b->len + n + 1)
-      nc *= 2;
-    char *p = realloc(b->p, nc);
-    if (p == NULL) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = nc;
-  }
-  if (n > 0)
-    memcpy(b->p + b->len, src, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-/* The buffer as a NUL-terminated string the caller owns, or NULL (out of memory). */
-static char *kb_take(kbuf *b, size_t *len) {
+/* Keys are built in an sk_sbuf (sbuf.h). The buffer as a NUL-terminated string the caller owns, or
+   NULL (out of memory). */
+static char *kb_take(sk_sbuf *b, size_t *len) {
   if (b->oom || b->p == NULL) {
     free(b->p);
     return NULL;
@@ -72,22 +47,22 @@ static char *kb_take(kbuf *b, size_t *len) {
 char *sk_key_format(const char *prefix, sk_key_kind kind, const char *const *parts,
                     const size_t *lens, size_t nparts, size_t *len) {
   const char *pat = sk_key_pattern(kind);
-  kbuf b = {0};
+  sk_sbuf b = {0};
   size_t used = 0;
   if (pat == NULL || prefix == NULL)
     return NULL;
-  kb_put(&b, prefix, strlen(prefix)); /* allocates, even for an empty prefix */
+  sk_sb_put(&b, prefix, strlen(prefix)); /* allocates, even for an empty prefix */
   for (const char *c = pat; *c != '\0'; c++) {
     const char *close = *c == '{' ? strchr(c, '}') : NULL;
     if (close == NULL) {
-      kb_put(&b, c, 1);
+      sk_sb_put(&b, c, 1);
       continue;
     }
     if (used == nparts) { /* more placeholders than parts */
       used = nparts + 1;
       break;
     }
-    kb_put(&b, parts[used], lens != NULL ? lens[used] : strlen(parts[used]));
+    sk_sb_put(&b, parts[used], lens != NULL ? lens[used] : strlen(parts[used]));
     used++;
     c = close;
   }
@@ -318,7 +293,7 @@ typedef struct op op;
 typedef struct batch {
   int kind; /* enum op_kind of every entry */
   size_t n, nkeys, nargs;
-  kbuf keys, args; /* the entries' keys, and their args, back to back */
+  sk_sbuf keys, args; /* the entries' keys, and their args, back to back */
   size_t *klens, *alens;
   size_t kcap, acap;
   sub *subs;
@@ -375,7 +350,8 @@ void sk_store_free(sk_store *s) {
     sk_redis_set_presend(s->r, NULL, NULL);
   if (s->flush_ev != NULL)
     event_free(s->flush_ev);
-  batch_reset(&s->b);
+  free(s->b.keys.p);
+  free(s->b.args.p);
   free(s->b.klens);
   free(s->b.alens);
   free(s->b.subs);
@@ -394,34 +370,34 @@ char *sk_store_inst_key(const sk_store *s, const char *loop, const char *subject
 
 /* A value of an index key: bytes 0x1E and 0x1F are escaped by 0x1E, so the separator 0x1F never
    appears inside a value and two different value lists never give the same key. */
-static void put_value(kbuf *b, const char *v, size_t n) {
+static void put_value(sk_sbuf *b, const char *v, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (v[i] == '\x1e' || v[i] == '\x1f')
-      kb_put(b, "\x1e", 1);
-    kb_put(b, v + i, 1);
+      sk_sb_put(b, "\x1e", 1);
+    sk_sb_put(b, v + i, 1);
   }
 }
 
 char *sk_store_index_key(const sk_store *s, const sk_store_index *ix, sk_key_kind which,
                          size_t *len) {
-  kbuf shape = {0}, values = {0};
+  sk_sbuf shape = {0}, values = {0};
   char *key = NULL;
   size_t shape_len = 0, values_len = 0;
   if ((which != SK_KEY_INDEX && which != SK_KEY_WAIT) || ix->ncols == 0 || ix->table == NULL)
     return NULL;
-  kb_put(&shape, ix->table, strlen(ix->table));
-  kb_put(&shape, "(", 1);
+  sk_sb_put(&shape, ix->table, strlen(ix->table));
+  sk_sb_put(&shape, "(", 1);
   for (size_t i = 0; i < ix->ncols; i++) {
     if (i > 0) {
-      kb_put(&shape, ",", 1);
-      kb_put(&values, "\x1f", 1);
+      sk_sb_put(&shape, ",", 1);
+      sk_sb_put(&values, "\x1f", 1);
     }
-    kb_put(&shape, ix->cols[i], strlen(ix->cols[i]));
+    sk_sb_put(&shape, ix->cols[i], strlen(ix->cols[i]));
     put_value(&values, ix->values[i],
               ix->value_lens != NULL ? ix->value_lens[i] : strlen(ix->values[i]));
   }
-  kb_put(&shape, ")", 1);
-  kb_put(&values, "", 0); /* an empty single value still gives a buffer */
+  sk_sb_put(&shape, ")", 1);
+  sk_sb_put(&values, "", 0); /* an empty single value still gives a buffer */
   char *sp = kb_take(&shape, &shape_len), *vp = kb_take(&values, &values_len);
   if (sp != NULL && vp != NULL) {
     const char *parts[2] = {sp, vp};
@@ -585,16 +561,16 @@ done:
  * by INFO commandstats, not a handful each. An entry is called back with its own part of the reply,
  * exactly as the operation alone would be. */
 
+/* A script stays short (Upstash runs it under a lock): at most this many entries. */
 #define BATCH_MAX 128
 /* Far below Upstash's largest request (10 MB on its Free and Pay as you go plans): a batch that
    reaches it is sent, so one is at most this plus one entry (a snapshot of a few KB). */
 #define BATCH_BYTES ((size_t)1 << 20)
 
+/* Empties the batch; its buffers stay for the next one (sk_store_free frees them). */
 static void batch_reset(batch *b) {
-  free(b->keys.p);
-  free(b->args.p);
-  memset(&b->keys, 0, sizeof b->keys);
-  memset(&b->args, 0, sizeof b->args);
+  b->keys.len = b->args.len = 0;
+  b->keys.oom = b->args.oom = 0;
   b->n = b->nkeys = b->nargs = 0;
 }
 
@@ -643,7 +619,7 @@ static int batch_add(sk_store *s, enum op_kind kind, int nkeys, args *a, sk_stor
     goto oom;
   size_t klen0 = b->keys.len, alen0 = b->args.len;
   for (int i = 0; i < a->argc; i++)
-    kb_put(i < nkeys ? &b->keys : &b->args, a->argv[i], a->lens[i]);
+    sk_sb_put(i < nkeys ? &b->keys : &b->args, a->argv[i], a->lens[i]);
   if (b->keys.oom || b->args.oom) { /* nothing of this entry stays */
     b->keys.oom = b->args.oom = 0;
     b->keys.len = klen0;

@@ -129,23 +129,10 @@ from_addr='Acme <hello@acme.example>'
 skene_rps=10000 # the most SKENE_RESEND_RPS accepts: the sender's own pacing is not the bottleneck
 redis_pid=$(cat "$SKENE_TEST_REDIS_PIDFILE")
 
-# The worker's counters now: KEY's value in its last worker.stats line (SIGUSR1, no Redis command).
-log=
-stat() { # stat KEY
-  local before
-  before=$(grep -c '"worker.stats"' "$log" || true)
-  kill -USR1 "$wpid"
-  for _ in $(seq 200); do
-    (($(grep -c '"worker.stats"' "$log" || true) > before)) && break
-    sleep 0.01
-  done
-  grep '"worker.stats"' "$log" | tail -1 | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
-}
 redis_calls() { # every command Redis ran since CONFIG RESETSTAT, script-internal ones included
   rc INFO commandstats | awk -F'[=,:]' '/^cmdstat_/ && $1 != "cmdstat_info" && $1 != "cmdstat_config|resetstat" && $1 != "cmdstat_flushall" { s += $3 } END { print s + 0 }'
 }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime + stime, in 1/100 s
-hwm_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 
 start_worker() { # start_worker SIDE
   log=$work/$1.log
@@ -180,13 +167,13 @@ run_side() {
 
   # 1. sign-ups
   rc CONFIG RESETSTAT >/dev/null
-  c0=$(ticks "$wpid") w0=$(stat wire_commands)
+  c0=$(ticks "$wpid") w0=$(worker_stat wire_commands)
   t0=$(now_ms)
   app=$(node "$js/write.js" users "${side%%_*}" 1 "$n" --redis "$SKENE_TEST_REDIS_URL" | awk '/^wire/ { print $2 }')
-  parked_all() { (($(stat parked) >= n)); }
+  parked_all() { (($(worker_stat parked) >= n)); }
   wait_for "$n sign-ups to wait ($side)" 600 parked_all
   t1=$(now_ms)
-  c1=$(ticks "$wpid") w1=$(stat wire_commands)
+  c1=$(ticks "$wpid") w1=$(worker_stat wire_commands)
   eval "R_${side}_signup_rate=$((n * 1000 / (t1 - t0 > 0 ? t1 - t0 : 1)))"
   eval "R_${side}_signup_cpu_us=$(((c1 - c0) * 10000 / n))"
   eval "R_${side}_signup_wire=$((w1 - w0)) R_${side}_signup_app=$app R_${side}_signup_calls=$(redis_calls)"
@@ -194,11 +181,11 @@ run_side() {
 
   # 2. waiting
   rc CONFIG RESETSTAT >/dev/null
-  c0=$(ticks "$wpid") w0=$(stat wire_commands) r0=$(ticks "$redis_pid") k0=0 k1=0
-  [[ $side == bullmq* ]] && k0=$(stat checks)
+  c0=$(ticks "$wpid") w0=$(worker_stat wire_commands) r0=$(ticks "$redis_pid") k0=0 k1=0
+  [[ $side == bullmq* ]] && k0=$(worker_stat checks)
   sleep "$wait_s"
-  c1=$(ticks "$wpid") w1=$(stat wire_commands) r1=$(ticks "$redis_pid")
-  [[ $side == bullmq* ]] && k1=$(stat checks)
+  c1=$(ticks "$wpid") w1=$(worker_stat wire_commands) r1=$(ticks "$redis_pid")
+  [[ $side == bullmq* ]] && k1=$(worker_stat checks)
   eval "R_${side}_wait_checks_s=$(((k1 - k0) / wait_s))" # BullMQ's re-checks a second (Skene polls none)
   eval "R_${side}_wait_wire_h=$(((w1 - w0) * 3600 / wait_s)) R_${side}_wait_calls_h=$(($(redis_calls) * 3600 / wait_s))"
   eval "R_${side}_wait_wire_um=$(awk -v c=$((w1 - w0)) -v s="$wait_s" -v n="$n" 'BEGIN { printf "%.2f", c * 60 / s / n }')"
@@ -207,14 +194,14 @@ run_side() {
 
   # 3. activations
   rc CONFIG RESETSTAT >/dev/null
-  c0=$(ticks "$wpid") w0=$(stat wire_commands) r0=$(ticks "$redis_pid")
+  c0=$(ticks "$wpid") w0=$(worker_stat wire_commands) r0=$(ticks "$redis_pid")
   app=$(node "$js/write.js" actions "${side%%_*}" 1 "$n" --redis "$SKENE_TEST_REDIS_URL" --stamps "$work/$side.stamps" |
     awk '/^wire/ { print $2 }')
   all_accepted() { (($(mock_stat accepted_emails) >= n)); }
   wait_for "$n emails ($side)" 600 all_accepted
-  ended_all() { (($(stat ended) >= n)); }
+  ended_all() { (($(worker_stat ended) >= n)); }
   wait_for "$n instances to end ($side)" 60 ended_all
-  c1=$(ticks "$wpid") w1=$(stat wire_commands) r1=$(ticks "$redis_pid")
+  c1=$(ticks "$wpid") w1=$(worker_stat wire_commands) r1=$(ticks "$redis_pid")
   eval "R_${side}_act_calls=$(redis_calls) R_${side}_act_wire=$((w1 - w0)) R_${side}_act_app=$app"
   eval "R_${side}_act_cpu_us=$(((c1 - c0) * 10000 / n)) R_${side}_act_redis_cpu_us=$(((r1 - r0) * 10000 / n))"
   eval "R_${side}_hwm_kb=$(hwm_kb "$wpid")"

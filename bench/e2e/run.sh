@@ -114,17 +114,6 @@ stop_worker() {
   wait "$wpid" || { echo "run.sh: the worker exited with $?" >&2; exit 1; }
   wpid=
 }
-# The worker's counters now: "key value" lines of its last worker.stats line.
-stat() { # stat KEY
-  local before
-  before=$(grep -c '"worker.stats"' "$log" || true)
-  kill -USR1 "$wpid"
-  for _ in $(seq 200); do
-    (($(grep -c '"worker.stats"' "$log" || true) > before)) && break
-    sleep 0.01
-  done
-  grep '"worker.stats"' "$log" | tail -1 | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
-}
 wait_for() { # wait_for WHAT SECONDS COMMAND...: polls COMMAND (true when done) every 20 ms
   local what=$1 secs=$2
   shift 2
@@ -138,7 +127,6 @@ redis_calls() { # every command Redis ran since CONFIG RESETSTAT, script-interna
   rc INFO commandstats | awk -F'[=,:]' '/^cmdstat_/ && $1 != "cmdstat_info" && $1 != "cmdstat_config" { s += $3 } END { print s + 0 }'
 }
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
-hwm_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 
 # ---- 1 and 2: sign-ups, then activations ----
 outbox=$work/outbox
@@ -146,24 +134,24 @@ gen users 1 "$n" >"$work/users.resp"
 gen actions 1 "$n" >"$work/actions.resp"
 start_worker "$outbox" 1
 rc CONFIG RESETSTAT >/dev/null
-wire_s0=$(stat wire_commands)
+wire_s0=$(worker_stat wire_commands)
 t0=$(now_ms)
 redis-cli -p "$port" --pipe <"$work/users.resp" >/dev/null
-parked_all() { (($(stat parked) >= n)); }
+parked_all() { (($(worker_stat parked) >= n)); }
 wait_for "$n sign-ups to wait" 600 parked_all
 t1=$(now_ms)
 signup_rate=$((n * 1000 / (t1 - t0 > 0 ? t1 - t0 : 1)))
 echo "run.sh: $n sign-ups waiting after $((t1 - t0)) ms" >&2
 
-wire0=$(stat wire_commands)
+wire0=$(worker_stat wire_commands)
 t0=$(now_ms)
 redis-cli -p "$port" --pipe <"$work/actions.resp" >/dev/null
 all_sent() { local c; c=$(find "$outbox" -maxdepth 1 -name '*.eml' | wc -l); ((c >= n)); }
 wait_for "$n emails" 600 all_sent
 t1=$(now_ms)
-ended_all() { (($(stat ended) >= n)); }
+ended_all() { (($(worker_stat ended) >= n)); }
 wait_for "$n instances to end" 60 ended_all
-wire1=$(stat wire_commands)
+wire1=$(worker_stat wire_commands)
 calls=$(redis_calls)
 rc INFO commandstats >"$work/cmdstats.txt"
 act_ms=$((t1 - t0))
@@ -189,9 +177,9 @@ cpu_ticks=$(awk '{ print $14 + $15 }' "/proc/$wpid/stat")
 
 # ---- 3: idle ----
 rc CONFIG RESETSTAT >/dev/null
-wire0=$(stat wire_commands)
+wire0=$(worker_stat wire_commands)
 sleep "$idle"
-wire1=$(stat wire_commands)
+wire1=$(worker_stat wire_commands)
 idle_calls=$(redis_calls)
 idle_wire_h=$(awk -v a="$wire0" -v b="$wire1" -v s="$idle" 'BEGIN { printf "%.0f", (b - a) * 3600 / s }')
 idle_calls_h=$(awk -v c="$idle_calls" -v s="$idle" 'BEGIN { printf "%.0f", c * 3600 / s }')
@@ -199,17 +187,17 @@ idle_calls_h=$(awk -v c="$idle_calls" -v s="$idle" 'BEGIN { printf "%.0f", c * 3
 # ---- 3b: one user at a time: batches of one, the worst case for the batching ----
 trickle=100
 rc CONFIG RESETSTAT >/dev/null
-wire0=$(stat wire_commands)
-ended0=$(stat ended)
+wire0=$(worker_stat wire_commands)
+ended0=$(worker_stat ended)
 for ((i = n + waiting + 1; i <= n + waiting + trickle; i++)); do # ids phase 4 does not use
   gen users "$i" "$i" | redis-cli -p "$port" --pipe >/dev/null
   sleep 0.05
   gen actions "$i" "$i" | redis-cli -p "$port" --pipe >/dev/null
   sleep 0.05
 done
-ended_trickle() { (($(stat ended) - ended0 >= trickle)); }
+ended_trickle() { (($(worker_stat ended) - ended0 >= trickle)); }
 wait_for "$trickle users one at a time" 60 ended_trickle
-wire1=$(stat wire_commands)
+wire1=$(worker_stat wire_commands)
 rc INFO commandstats >"$work/cmdstats_trickle.txt"
 trickle_wire=$(awk -v a="$wire0" -v b="$wire1" -v n="$trickle" 'BEGIN { printf "%.2f", (b - a) / n }')
 trickle_calls=$(awk -F'[=,:]' -v n="$trickle" '/^cmdstat_/ && $1 != "cmdstat_info" && $1 != "cmdstat_config" { s += $3 }
@@ -219,7 +207,7 @@ stop_worker
 # ---- 4: memory with waiting instances ----
 gen users $((n + 1)) $((n + waiting)) >"$work/waiting.resp"
 start_worker "$work/outbox2" 1
-base_parked=$(stat parked)
+base_parked=$(worker_stat parked)
 rss_at=()
 marks=($((waiting / 100)) $((waiting / 10)) "$waiting")
 sent=0
@@ -228,7 +216,7 @@ for mark in "${marks[@]}"; do
     /^\*1$/ { m++ } { u = int((m + 1) / 2); if (u >= from && u <= to) print }' "$work/waiting.resp" |
     redis-cli -p "$port" --pipe >/dev/null
   sent=$mark
-  parked_to() { (($(stat parked) - base_parked >= mark)); }
+  parked_to() { (($(worker_stat parked) - base_parked >= mark)); }
   wait_for "$mark waiting instances" 600 parked_to
   rss_at+=("$(rss_kb "$wpid")")
 done
@@ -247,10 +235,10 @@ redis-cli -p "$port" MONITOR >"$work/monitor.txt" &
 mpid=$!
 sleep 0.3
 redis-cli -p "$port" --pipe <"$work/mon_users.resp" >/dev/null
-mon_parked() { (($(stat parked) >= mon_n)); }
+mon_parked() { (($(worker_stat parked) >= mon_n)); }
 wait_for "$mon_n sign-ups to wait (monitored)" 120 mon_parked
 redis-cli -p "$port" --pipe <"$work/mon_actions.resp" >/dev/null
-mon_ended() { (($(stat ended) >= mon_n)); }
+mon_ended() { (($(worker_stat ended) >= mon_n)); }
 wait_for "$mon_n instances to end (monitored)" 120 mon_ended
 sleep 0.3
 kill "$mpid" 2>/dev/null || true

@@ -33,6 +33,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+
+#include "../lib/http_method.h"
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
@@ -43,21 +45,6 @@ typedef struct sink {
   FILE *log;
   int log_failed; /* a line could not be written: the exit status says so */
 } sink;
-
-static const char *method_name(enum evhttp_cmd_type c) {
-  switch (c) {
-  case EVHTTP_REQ_GET: return "GET";
-  case EVHTTP_REQ_POST: return "POST";
-  case EVHTTP_REQ_HEAD: return "HEAD";
-  case EVHTTP_REQ_PUT: return "PUT";
-  case EVHTTP_REQ_DELETE: return "DELETE";
-  case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-  case EVHTTP_REQ_TRACE: return "TRACE";
-  case EVHTTP_REQ_CONNECT: return "CONNECT";
-  case EVHTTP_REQ_PATCH: return "PATCH";
-  }
-  return "?";
-}
 
 /* Writes req's log line. Returns 0, or -1 when it could not be written. */
 static int log_request(sink *s, struct evhttp_request *req) {

@@ -17,6 +17,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
+
+#include "../lib/http_method.h"
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
@@ -74,17 +76,6 @@ static int64_t mono_us(void) {
 static void srv_push(srv_answer a) {
   assert_true(srv.script_n < SRV_MAX_SCRIPT);
   srv.script[(srv.script_head + srv.script_n++) % SRV_MAX_SCRIPT] = a;
-}
-
-static const char *method_name(enum evhttp_cmd_type c) {
-  switch (c) {
-  case EVHTTP_REQ_GET: return "GET";
-  case EVHTTP_REQ_POST: return "POST";
-  case EVHTTP_REQ_PUT: return "PUT";
-  case EVHTTP_REQ_DELETE: return "DELETE";
-  case EVHTTP_REQ_PATCH: return "PATCH";
-  default: return "OTHER";
-  }
 }
 
 static void srv_send(struct evhttp_request *req, const srv_answer *a) {

@@ -31,6 +31,7 @@
 #include <xxhash.h>
 
 #include "evloop.h"
+#include "reply.h"
 #include "server.h"
 
 #include "http.h"
@@ -1377,31 +1378,9 @@ static void test_webhook_classes(void **state) {
 
 static const char *redis_url;
 
-typedef struct raw {
-  int calls, type;
-  long long integer;
-  char str[256];
-} raw;
+typedef sk_test_reply raw;
 
-static void on_raw(sk_redis *r, const sk_redis_result *res, void *privdata) {
-  raw *out = privdata;
-  (void)r;
-  out->calls++;
-  if (res->status != SK_REDIS_OK)
-    return;
-  out->type = res->reply->type;
-  out->integer = res->reply->integer;
-  if (res->reply->str != NULL)
-    snprintf(out->str, sizeof out->str, "%s", res->reply->str);
-}
-
-static raw cmd(sk_redis *r, int argc, const char **argv) {
-  raw out;
-  memset(&out, 0, sizeof out);
-  assert_int_equal(sk_redis_command(r, argc, argv, NULL, on_raw, &out), 0);
-  RUN_UNTIL(out.calls == 1, 3000);
-  return out;
-}
+static raw cmd(sk_redis *r, int argc, const char **argv) { return redis_wait(r, argc, argv, NULL, 3000); }
 
 static sk_redis *redis_connect(void) {
   sk_redis *r = sk_redis_new(base, redis_url, NULL);

@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "evloop.h"
+#include "reply.h"
 
 #include "feed.h"
 
@@ -28,31 +29,7 @@ static sk_redis *R; /* the app's connection, and the feeds' shared one */
 
 /* ---- commands, synchronously ---- */
 
-typedef struct result {
-  int calls;
-  sk_redis_status status;
-  int type;
-  long long integer;
-  size_t elements;
-  long long first; /* element[0]->integer of an array reply */
-  char str[256];
-} result;
-
-static void store_cb(sk_redis *r, const sk_redis_result *res, void *privdata) {
-  result *out = privdata;
-  (void)r;
-  out->calls++;
-  out->status = res->status;
-  if (res->status != SK_REDIS_OK)
-    return;
-  out->type = res->reply->type;
-  out->integer = res->reply->integer;
-  out->elements = res->reply->elements;
-  if (res->reply->type == REDIS_REPLY_ARRAY && res->reply->elements > 0)
-    out->first = res->reply->element[0]->integer;
-  if (res->reply->str != NULL)
-    snprintf(out->str, sizeof out->str, "%s", res->reply->str);
-}
+typedef sk_test_reply result;
 
 /* Sends a command given as separate words (NULL-terminated) and waits for its reply. */
 static result cmdv(const char *first, ...) {
@@ -63,10 +40,7 @@ static result cmdv(const char *first, ...) {
   for (const char *a = first; a != NULL && argc < 32; a = va_arg(ap, const char *))
     argv[argc++] = a;
   va_end(ap);
-  result res;
-  memset(&res, 0, sizeof res);
-  assert_int_equal(sk_redis_command(R, argc, argv, NULL, store_cb, &res), 0);
-  RUN_UNTIL(res.calls == 1, 5000);
+  result res = redis_wait(R, argc, argv, NULL, 5000);
   assert_int_equal(res.status, SK_REDIS_OK);
   return res;
 }
@@ -324,7 +298,7 @@ static void test_stream_pending_bound(void **state) {
     char id[16];
     snprintf(id, sizeof id, "u%d", i);
     const char *argv[] = {"XADD", "skene:users", "*", "id", id};
-    assert_int_equal(sk_redis_command(R, 5, argv, NULL, store_cb, &res[i]), 0);
+    assert_int_equal(sk_redis_command(R, 5, argv, NULL, on_test_reply, &res[i]), 0);
   }
   RUN_UNTIL((done = res[N - 1].calls) == 1, 5000);
   sk_feed_options o = stream_options("w1");
@@ -366,7 +340,7 @@ static void test_stream_malformed(void **state) {
   assert_string_equal(rec.row[0], "u10");
   assert_string_equal(rec.err_entry[0], a.str);
   assert_string_equal(rec.err_entry[1], b.str);
-  char want[512];
+  char want[640];
   snprintf(want, sizeof want,
            "stream entry %s of skene:users has no 'id' field: acknowledged and skipped", a.str);
   assert_string_equal(rec.err_msg[0], want);

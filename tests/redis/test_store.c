@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "evloop.h"
+#include "reply.h"
 
 #include "store.h"
 #include "vm.h"
@@ -35,35 +36,11 @@ static void run_until(const int *counter) { RUN_UNTIL(*counter >= 1, 5000); }
 
 /* ---- plain commands, to look at what the store wrote ---- */
 
-typedef struct raw {
-  int calls, type;
-  long long integer;
-  char str[512];
-  size_t len, elements;
-} raw;
-
-static void on_raw(sk_redis *r, const sk_redis_result *res, void *privdata) {
-  raw *out = privdata;
-  (void)r;
-  out->calls++;
-  if (res->status != SK_REDIS_OK)
-    return;
-  out->type = res->reply->type;
-  out->integer = res->reply->integer;
-  out->elements = res->reply->elements;
-  if (res->reply->str != NULL && res->reply->len < sizeof out->str) {
-    memcpy(out->str, res->reply->str, res->reply->len);
-    out->len = res->reply->len;
-  }
-}
+typedef sk_test_reply raw;
 
 /* Sends argv (lens NULL: strlen) and waits for the reply. */
 static raw cmd(int argc, const char **argv, const size_t *lens) {
-  raw out;
-  memset(&out, 0, sizeof out);
-  assert_int_equal(sk_redis_command(conn, argc, argv, lens, on_raw, &out), 0);
-  run_until(&out.calls);
-  return out;
+  return redis_wait(conn, argc, argv, lens, 5000);
 }
 
 static raw cmd2(const char *a, const char *b, size_t blen) {
@@ -427,7 +404,7 @@ static void test_script_flush_keeps_order(void **state) {
   uint64_t sent = sk_redis_commands_sent(conn);
   assert_int_equal(sk_store_start(store, "activation", "c", 1, "s", 1, on_store, &R), 0);
   const char *look[3] = {"SISMEMBER", "skene:started:activation", "c"};
-  assert_int_equal(sk_redis_command(conn, 3, look, NULL, on_raw, &x), 0);
+  assert_int_equal(sk_redis_command(conn, 3, look, NULL, on_test_reply, &x), 0);
   RUN_UNTIL(R.calls == 1 && x.calls == 1, 5000);
   assert_true(R.ok);
   assert_int_equal(R.n, 1);
@@ -895,7 +872,7 @@ static void test_batches(void **state) {
   raw z;
   memset(&z, 0, sizeof z);
   const char *zc[2] = {"ZCARD", "skene:idx:projects(user_id):u5"};
-  assert_int_equal(sk_redis_command(conn, 2, zc, NULL, on_raw, &z), 0);
+  assert_int_equal(sk_redis_command(conn, 2, zc, NULL, on_test_reply, &z), 0);
   RUN_UNTIL(m.calls == N - 1 && z.calls == 1, 5000);
   assert_int_equal(z.integer, 1);
   assert_int_equal(m.ok, N - 1);

@@ -29,6 +29,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+
+#include "../lib/http_method.h"
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <xxhash.h>
@@ -345,21 +347,6 @@ static void control_error(struct evhttp_request *req, int status, const char *me
 }
 
 /* ---- the request log ---- */
-
-static const char *method_name(enum evhttp_cmd_type cmd) {
-  switch (cmd) {
-  case EVHTTP_REQ_GET: return "GET";
-  case EVHTTP_REQ_POST: return "POST";
-  case EVHTTP_REQ_HEAD: return "HEAD";
-  case EVHTTP_REQ_PUT: return "PUT";
-  case EVHTTP_REQ_DELETE: return "DELETE";
-  case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-  case EVHTTP_REQ_TRACE: return "TRACE";
-  case EVHTTP_REQ_CONNECT: return "CONNECT";
-  case EVHTTP_REQ_PATCH: return "PATCH";
-  }
-  return "?";
-}
 
 static char *base64(const unsigned char *p, size_t n) {
   static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
